@@ -1,0 +1,334 @@
+"""Fitting a network to a clip: loss, Adam, warm-up + cosine schedule, the loop, checkpoints.
+
+The loop minimizes ``alpha * L1 + (1 - alpha) * (1 - SSIM)`` (NeRV's loss, alpha = 0.7) over the
+training frames in shuffled batches. Everything it needs from outside comes in as arguments: the
+frames, the configs, a device, a progress callback, a ``should_stop`` poll (the CLI sets it on
+Ctrl-C) and a checkpoint policy. It never prints and never touches global RNGs: initialization runs
+under a forked, locally seeded RNG and shuffling uses its own ``torch.Generator``.
+
+A checkpoint holds the weights, Adam's moments, the generator state, the current epoch's
+permutation and position, so a resumed fit takes exactly the steps an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pytorch_msssim import ssim
+
+from cnervcodec.checkpoint import load_checkpoint, save_checkpoint
+from cnervcodec.config import FitConfig, ModelConfig
+from cnervcodec.embedding import network_inputs
+from cnervcodec.errors import CheckpointError, CnervError
+from cnervcodec.model import VideoNetwork
+
+
+class FitInterrupted(CnervError):
+    """The fit was stopped on request; ``checkpoint`` is where its state was saved (or None)."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """One progress report: where the loop is and how fast it goes."""
+
+    epoch: int  # 1-based epoch in progress
+    epochs: int
+    step: int  # optimizer steps done so far (all runs of a resumed fit)
+    total_steps: int
+    loss: float  # mean loss over the epoch so far
+    psnr_db: float  # mean training-batch PSNR over the epoch so far
+    frames_per_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Where to save checkpoints (None: never) and how often, in seconds of wall time."""
+
+    path: Path | None = None
+    interval_s: float = 120.0
+
+
+@dataclass
+class FitResult:
+    """The fitted network with what it was fitted on, and how long it took."""
+
+    network: VideoNetwork
+    config: FitConfig  # the recipe actually used (from the checkpoint when resumed)
+    inputs: torch.Tensor  # network inputs of every frame (raw projections or times), on the fit device
+    seen: torch.Tensor  # frame indices used for training
+    unseen: torch.Tensor  # held-out frame indices
+    fit_seconds: float  # wall time of the training loop, summed over resumed runs
+    train_frames: int  # frame passes through the training step, summed over resumed runs
+    steps: int
+
+    @property
+    def train_fps(self) -> float:
+        return self.train_frames / self.fit_seconds if self.fit_seconds > 0 else 0.0
+
+
+def holdout_split(n_frames: int, holdout: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seen and unseen frame indices: with ``holdout`` K, frame i is unseen when i % K == K // 2.
+
+    The middle of each group of K is held out so every unseen frame has seen neighbours on both
+    sides (the paper holds out 1 frame in every 5).
+    """
+    indices = torch.arange(n_frames)
+    if holdout < 2:
+        return indices, indices[:0]
+    unseen_mask = indices % holdout == holdout // 2
+    seen = indices[~unseen_mask]
+    if len(seen) == 0:
+        seen, unseen_mask = indices, torch.zeros_like(unseen_mask)
+    return seen, indices[unseen_mask]
+
+
+def lr_at(step: int, total_steps: int, config: FitConfig) -> float:
+    """Linear warm-up over ``warmup_frac`` of the steps, then cosine decay to ``lr * min_lr_frac``."""
+    warmup_steps = int(config.warmup_frac * total_steps)
+    if step < warmup_steps:
+        return config.lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    floor = config.lr * config.min_lr_frac
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def fit_loss(pred: torch.Tensor, target: torch.Tensor, l1_weight: float) -> torch.Tensor:
+    """``alpha * L1 + (1 - alpha) * (1 - SSIM)`` on [0, 1] frames; SSIM's window shrinks for tiny frames."""
+    l1 = (pred - target).abs().mean()
+    win = min(11, min(pred.shape[-2:]) - (1 - min(pred.shape[-2:]) % 2))
+    if l1_weight >= 1.0 or win < 3:
+        return l1
+    similarity = ssim(pred, target, data_range=1.0, size_average=True, win_size=win)
+    return l1_weight * l1 + (1.0 - l1_weight) * (1.0 - similarity)
+
+
+def frames_fingerprint(frames_u8: torch.Tensor) -> str:
+    """A hash of the clip, so a checkpoint is only resumed on the frames it was trained on."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str(tuple(frames_u8.shape)).encode())
+    digest.update(frames_u8.contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def seeded_network(config: ModelConfig, seed: int) -> VideoNetwork:
+    """Build the network with weights drawn from ``seed``, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VideoNetwork(config)
+
+
+class _Trainer:
+    """The mutable state of one fit; ``run`` drives it. Private: callers use ``fit``."""
+
+    def __init__(self, frames_u8: torch.Tensor, network: VideoNetwork, config: FitConfig, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.use_amp = device.type == "cuda"
+        self.frames = frames_u8.to(device)  # (T, 3, H, W) uint8, kept on the device
+        self.network = network.to(device).to(memory_format=torch.channels_last)
+        model_config = network.config
+        self.inputs = network_inputs(model_config.arch, model_config.embedding, model_config.padded_size, self.frames)
+        self.seen, self.unseen = holdout_split(frames_u8.shape[0], config.holdout)
+        self.steps_per_epoch = math.ceil(len(self.seen) / config.batch)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.position = 0  # step within the current epoch
+        self.permutation: torch.Tensor | None = None
+        self.elapsed_s = 0.0
+        self.train_frames = 0
+
+    def prepare_encoder(self) -> None:
+        """Measure the CNeRV encoder's input standardization on the training frames (fresh fits only)."""
+        if self.network.encoder is not None:
+            self.network.encoder.set_statistics(self.inputs[self.seen.to(self.device)])
+
+    def optimizer_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {}
+        for index, state in self.optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+        return tensors
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        extra = {"rng": self.generator.get_state()}
+        if self.permutation is not None:
+            extra["permutation"] = self.permutation
+        state = {
+            "step": self.step,
+            "position": self.position,
+            "elapsed_s": self.elapsed_s,
+            "train_frames": self.train_frames,
+            "fingerprint": fingerprint,
+        }
+        save_checkpoint(path, self.network, self.optimizer_tensors(), extra, self.config, state)
+
+    def restore(self, tensors: dict[str, torch.Tensor], state: dict, fingerprint: str, path: Path) -> None:
+        if state.get("fingerprint") != fingerprint:
+            raise CheckpointError(f"{path}: checkpoint was made on other frames; pass the same input and options")
+        try:
+            self.step = int(state["step"])
+            self.position = int(state["position"])
+            self.elapsed_s = float(state["elapsed_s"])
+            self.train_frames = int(state["train_frames"])
+            self.generator.set_state(tensors["rng"])
+            optimizer_state = self._optimizer_state_from(tensors)
+            self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": self.optimizer.state_dict()["param_groups"]})
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"{path}: incomplete training state ({exc})") from None
+        if self.position > 0:
+            if "permutation" not in tensors:
+                raise CheckpointError(f"{path}: checkpoint stopped mid-epoch but holds no frame order")
+            permutation = tensors["permutation"].long()
+            if sorted(permutation.tolist()) != sorted(self.seen.tolist()):
+                raise CheckpointError(f"{path}: stored frame order does not match the clip")
+            self.permutation = permutation
+        if not 0 <= self.step <= self.total_steps:
+            raise CheckpointError(f"{path}: step {self.step} is outside this fit's {self.total_steps} steps")
+
+    def _optimizer_state_from(self, tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        params = list(self.network.parameters())
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                slot = int(index)
+                if not 0 <= slot < len(params):
+                    raise ValueError(f"optimizer slot {slot} out of range")
+                state.setdefault(slot, {})[name] = value.to(self.device) if name != "step" else value
+        return state
+
+    def batch_indices(self) -> torch.Tensor:
+        if self.permutation is None or self.position == 0:
+            self.permutation = self.seen[torch.randperm(len(self.seen), generator=self.generator)]
+        batch = self.config.batch
+        return self.permutation[self.position * batch : (self.position + 1) * batch]
+
+    def train_step(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on frames ``indices``: returns (loss, batch MSE) as device tensors."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.total_steps, self.config)
+        device_indices = indices.to(self.device)
+        target = self.frames[device_indices].float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            pred = self.network(self.network.latent_for(self.inputs[device_indices]))
+        pred = pred.float()
+        loss = fit_loss(pred, target, self.config.l1_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        self.position = (self.position + 1) % self.steps_per_epoch
+        self.train_frames += len(indices)
+        return loss.detach(), ((pred.detach() - target) ** 2).mean(dim=(1, 2, 3))
+
+
+def fit(
+    frames_u8: torch.Tensor,
+    model_config: ModelConfig,
+    fit_config: FitConfig,
+    device: torch.device,
+    progress: Callable[[FitProgress], None] | None = None,
+    checkpoint: CheckpointPolicy = CheckpointPolicy(),
+    resume: Path | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> FitResult:
+    """Fit a fresh network to ``frames_u8`` (T, 3, H, W) uint8, or continue the checkpoint ``resume``.
+
+    When resuming, the network and fit configs come from the checkpoint (``model_config`` and
+    ``fit_config`` are ignored). Raises ``FitInterrupted`` when ``should_stop`` turns true, after
+    saving a checkpoint if the policy names a path.
+    """
+    fingerprint = frames_fingerprint(frames_u8)
+    if resume is not None:
+        network, fit_config, tensors, state = load_checkpoint(resume)
+        if (network.config.height, network.config.width) != tuple(frames_u8.shape[-2:]):
+            raise CheckpointError(f"{resume}: checkpoint is for {network.config.width}x{network.config.height} frames")
+        trainer = _Trainer(frames_u8, network, fit_config.validate(), device)
+        trainer.restore(tensors, state, fingerprint, Path(resume))
+    else:
+        trainer = _Trainer(frames_u8, seeded_network(model_config, fit_config.seed), fit_config.validate(), device)
+        trainer.prepare_encoder()
+    _run(trainer, progress, checkpoint, fingerprint, should_stop)
+    trainer.network.eval()
+    return FitResult(
+        network=trainer.network,
+        config=trainer.config,
+        inputs=trainer.inputs,
+        seen=trainer.seen,
+        unseen=trainer.unseen,
+        fit_seconds=trainer.elapsed_s,
+        train_frames=trainer.train_frames,
+        steps=trainer.step,
+    )
+
+
+def _run(
+    trainer: _Trainer,
+    progress: Callable[[FitProgress], None] | None,
+    checkpoint: CheckpointPolicy,
+    fingerprint: str,
+    should_stop: Callable[[], bool],
+) -> None:
+    """The training loop proper: steps until done, reporting and checkpointing on wall-clock timers."""
+    trainer.network.train()
+    run_start = time.monotonic()
+    elapsed_before = trainer.elapsed_s
+    last_report = last_save = run_start
+    frames_this_run = 0
+    loss_sum = torch.zeros((), device=trainer.device)
+    psnr_sum = torch.zeros((), device=trainer.device)
+    n_batches = n_frames = 0
+    while trainer.step < trainer.total_steps:
+        if should_stop():
+            trainer.elapsed_s = elapsed_before + time.monotonic() - run_start
+            if checkpoint.path is not None:
+                trainer.save(checkpoint.path, fingerprint)
+            raise FitInterrupted("fit interrupted", checkpoint.path)
+        if trainer.position == 0:
+            loss_sum.zero_(), psnr_sum.zero_()
+            n_batches = n_frames = 0
+        indices = trainer.batch_indices()
+        loss, mse = trainer.train_step(indices)
+        loss_sum += loss
+        psnr_sum += (-10.0 * torch.log10(mse.clamp_min(1e-10))).sum()
+        n_batches += 1
+        n_frames += len(indices)
+        frames_this_run += len(indices)
+        now = time.monotonic()
+        trainer.elapsed_s = elapsed_before + now - run_start
+        end_of_epoch = trainer.position == 0
+        if progress is not None and (end_of_epoch or now - last_report >= 0.5):
+            last_report = now
+            rate = frames_this_run / max(1e-9, now - run_start)
+            remaining = (trainer.total_steps - trainer.step) * trainer.config.batch
+            epoch = (trainer.step - 1) // trainer.steps_per_epoch + 1
+            progress(
+                FitProgress(
+                    epoch=epoch,
+                    epochs=trainer.config.epochs,
+                    step=trainer.step,
+                    total_steps=trainer.total_steps,
+                    loss=loss_sum.item() / n_batches,
+                    psnr_db=psnr_sum.item() / n_frames,
+                    frames_per_s=rate,
+                    eta_s=remaining / rate if rate > 0 else float("inf"),
+                )
+            )
+        if checkpoint.path is not None and now - last_save >= checkpoint.interval_s:
+            trainer.save(checkpoint.path, fingerprint)
+            last_save = now

@@ -1,0 +1,34 @@
+"""Shared fixtures: small synthetic clips generated in code, so tests need no external data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+
+def moving_scene(n_frames: int = 10, height: int = 36, width: int = 52, seed: int = 0) -> torch.Tensor:
+    """(T, 3, H, W) uint8 frames: a smooth colour background with a bright disc moving across it.
+
+    Neighbouring frames are similar (like real video) but not identical, so a fit has to learn
+    content and the mean frame is a poor reconstruction.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    ys = torch.linspace(0, 1, height)[:, None]
+    xs = torch.linspace(0, 1, width)[None, :]
+    phase = torch.rand(3, generator=gen) * 2 * math.pi
+    frames = []
+    for t in range(n_frames):
+        s = t / max(1, n_frames - 1)
+        bg = torch.stack([0.5 + 0.4 * torch.sin(3 * xs + 2 * ys + phase[c] + 2 * s) for c in range(3)])
+        cy, cx = 0.3 + 0.4 * s, 0.2 + 0.6 * s
+        disc = (((ys - cy) * height) ** 2 + ((xs - cx) * width) ** 2 < (0.18 * height) ** 2).float()
+        frame = bg * (1 - disc) + disc * torch.tensor([0.95, 0.9, 0.2])[:, None, None]
+        frames.append((frame.clamp(0, 1) * 255).round().to(torch.uint8))
+    return torch.stack(frames)
+
+
+@pytest.fixture
+def scene() -> torch.Tensor:
+    return moving_scene()
