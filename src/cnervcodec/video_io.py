@@ -1,0 +1,483 @@
+"""Reading video into (T, 3, H, W) uint8 RGB tensors.
+
+This module owns every read of video: anything FFmpeg demuxes through PyAV (mp4, mkv, avi, y4m,
+raw Annex-B H.264/H.265) and headerless raw YUV opened with geometry the user supplies. It keeps
+frame rates as exact ``Fraction``s (12.5 stays 25/2, NTSC stays 30000/1001), converts each decoded
+frame to 8-bit RGB honouring its colour range and matrix, applies the frame selection and an
+area-averaging downscale while decoding (so a long or large clip is never held whole at full size),
+and turns every problem with the user's input into a one-line ``BadInputError``. It knows nothing
+about models or metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import MappingProxyType
+from typing import Iterator
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from av.video.reformatter import ColorRange, Colorspace, Interpolation
+
+from cnervcodec.errors import BadInputError
+
+MAX_SIDE_PX = 16384
+RAW_DEFAULT_FPS = Fraction(25)
+RAW_EXTENSIONS = (".yuv",)
+
+# Demuxers of bare elementary streams: their ``average_rate`` is only the demuxer's ``framerate``
+# option (25 by default), while ``guessed_rate`` reads the bitstream's own timing (H.264/HEVC VUI)
+# when it has some and falls back to that same default when it does not.
+_ELEMENTARY_STREAM_FORMATS = frozenset({"h264", "hevc", "vvc", "mpegvideo", "m4v", "h261", "h263", "cavsvideo"})
+
+# AVColorSpace values (as frames report them) -> the matrices swscale knows. Anything else,
+# "unspecified" included, falls back to BT.601, FFmpeg's own default for untagged SD content.
+_MATRIX_BY_AVCOL_SPC = MappingProxyType({
+    1: Colorspace.ITU709,
+    4: Colorspace.FCC,
+    5: Colorspace.ITU601,
+    6: Colorspace.ITU601,
+    7: Colorspace.SMPTE240M,
+    9: Colorspace.BT2020,
+    10: Colorspace.BT2020,
+})
+
+# swscale's default YUV->RGB path is a fast, low-precision one (measured: up to 2 levels off for
+# 8-bit and 10-bit input). Accurate rounding with full-resolution chroma brings that under half a
+# level, for ~10 ms per 720p frame, which is nothing next to fitting a model to it.
+_RGB_FLAGS = (Interpolation.BILINEAR | Interpolation.ACCURATE_RND
+              | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP)
+
+
+@dataclass(frozen=True)
+class RawVideoSpec:
+    """Geometry of headerless raw video, which the file itself cannot tell us."""
+
+    width: int
+    height: int
+    pix_fmt: str = "yuv420p"
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    """Which source frames to keep: ``frames`` of them, every ``step``-th from ``start``."""
+
+    start: int = 0
+    frames: int | None = None
+    step: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class VideoClip:
+    """Decoded frames plus what a caller needs to report or re-encode them.
+
+    ``eq=False``: comparing clips field by field would compare tensors, which has no single truth
+    value; compare ``frames`` explicitly instead.
+    """
+
+    frames: torch.Tensor  # (T, 3, H, W) uint8 RGB, contiguous
+    fps: Fraction  # rate of the selected frames: source_fps / step
+    source_fps: Fraction
+    source: str
+    source_size: tuple[int, int]  # (width, height) before scaling
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[3])
+
+
+# ---------------------------------------------------------------------------------------------
+# Option parsing
+
+
+def parse_video_size(text: str) -> tuple[int, int]:
+    """Parse ``"WxH"`` (e.g. ``"320x240"``) into ``(width, height)`` in pixels."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if match is None:
+        raise BadInputError(f"bad video size {text!r}: write it as WIDTHxHEIGHT, e.g. 320x240")
+    width, height = int(match.group(1)), int(match.group(2))
+    _check_side("video size", width, height)
+    return width, height
+
+
+def parse_fps(text: str) -> Fraction:
+    """Parse a frame rate (``"30"``, ``"12.5"``, ``"30000/1001"``) into an exact Fraction.
+
+    Decimals are kept exactly as written ("29.97" is 2997/100); NTSC rates should be given as
+    "30000/1001". Nothing goes through float, so the value survives into container headers.
+    """
+    try:
+        fps = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise BadInputError(
+            f"bad frame rate {text!r}: give a positive number or ratio, e.g. 25, 12.5 or 30000/1001"
+        ) from None
+    if fps <= 0:
+        raise BadInputError(f"bad frame rate {text!r}: the frame rate must be positive")
+    return fps
+
+
+def _check_side(what: str, width: int, height: int) -> None:
+    if not (0 < width <= MAX_SIDE_PX and 0 < height <= MAX_SIDE_PX):
+        raise BadInputError(
+            f"bad {what} {width}x{height}: each side must be between 1 and {MAX_SIDE_PX} pixels"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_video(
+    path: str | os.PathLike,
+    *,
+    raw: RawVideoSpec | None = None,
+    fps: Fraction | None = None,
+    select: FrameSelection = FrameSelection(),
+    scale: tuple[int, int] | None = None,
+) -> VideoClip:
+    """Decode the selected frames of a video file into a :class:`VideoClip`.
+
+    ``raw`` gives the geometry of headerless raw video (needed for ``.yuv`` files, and forces the
+    raw reader for any file). ``fps`` overrides the file's frame rate (raw streams have none).
+    ``scale=(W, H)`` downsizes each frame by area averaging as it is decoded. Decoding stops as
+    soon as the selection is complete.
+    """
+    source = os.fspath(path)
+    _check_selection(select)
+    if scale is not None:
+        _check_side("scale", *scale)
+    if fps is not None:
+        fps = Fraction(fps)
+        if fps <= 0:
+            raise BadInputError(f"bad frame rate {fps}: the frame rate must be positive")
+    file = _existing_file(source)
+    notes: list[str] = []
+    if raw is None and file.suffix.lower() in RAW_EXTENSIONS:
+        raise BadInputError(
+            f"{source} is raw video with no header: pass --video-size WxH (and --pix-fmt, --fps)"
+        )
+    if raw is not None:
+        if fps is None:
+            fps = RAW_DEFAULT_FPS
+            notes.append(f"raw video has no frame rate; assumed {fps} fps (pass --fps to set it)")
+        container = _open_raw(file, source, raw, fps)
+    else:
+        container = _open_container(file, source, fps)
+    with container:
+        stream = _video_stream(container, source)
+        source_fps = fps if raw is not None else _source_fps(container, stream, fps, notes)
+        frames, source_size = _decode_selection(container, stream, source, select, scale, notes)
+    return VideoClip(
+        frames=frames,
+        fps=source_fps / select.step,
+        source_fps=source_fps,
+        source=source,
+        source_size=source_size,
+        notes=tuple(notes),
+    )
+
+
+def _check_selection(select: FrameSelection) -> None:
+    if select.start < 0:
+        raise BadInputError(f"bad start frame {select.start}: frame indices start at 0")
+    if select.step < 1:
+        raise BadInputError(f"bad frame step {select.step}: the step must be 1 or more")
+    if select.frames is not None and select.frames < 1:
+        raise BadInputError(f"bad frame count {select.frames}: ask for 1 or more frames")
+
+
+def _existing_file(source: str) -> Path:
+    file = Path(source)
+    if file.is_dir():
+        raise BadInputError(f"{source} is a directory: pass a video file")
+    if not file.is_file():
+        raise BadInputError(f"{source} does not exist: check the path")
+    return file
+
+
+def _one_line(error: BaseException) -> str:
+    """FFmpeg's reason on one line, without the errno and path PyAV wraps around it."""
+    reason = getattr(error, "strerror", None) or str(error)
+    return " ".join(str(reason).split())
+
+
+def _open_container(file: Path, source: str, fps: Fraction | None) -> av.container.InputContainer:
+    """Open any file FFmpeg can demux. ``framerate`` only matters to raw elementary streams
+    (.264/.265), which carry no timing; other demuxers ignore the option."""
+    options = {"framerate": _ffmpeg_rate(fps)} if fps is not None else {}
+    try:
+        return av.open(str(file), mode="r", options=options)
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise BadInputError(
+            f"cannot read {source} as video ({_one_line(error)}): pass a file FFmpeg can decode"
+        ) from None
+
+
+def _open_raw(file: Path, source: str, spec: RawVideoSpec, fps: Fraction) -> av.container.InputContainer:
+    """Open headerless raw video with FFmpeg's rawvideo demuxer, after checking that the file
+    holds a whole number of frames (the demuxer would fail on a partial last frame instead)."""
+    frame_bytes = raw_frame_bytes(spec)
+    n_bytes = file.stat().st_size
+    leftover = n_bytes % frame_bytes
+    if leftover:
+        raise BadInputError(
+            f"{source} is {n_bytes} bytes, not a whole number of {spec.width}x{spec.height} "
+            f"{spec.pix_fmt} frames ({frame_bytes} bytes each; {leftover} bytes left over): "
+            "check --video-size and --pix-fmt"
+        )
+    if n_bytes == 0:
+        raise BadInputError(f"{source} is empty: it holds no video frames")
+    options = {
+        "video_size": f"{spec.width}x{spec.height}",
+        "pixel_format": spec.pix_fmt,
+        "framerate": _ffmpeg_rate(fps),
+    }
+    try:
+        return av.open(str(file), mode="r", format="rawvideo", options=options)
+    except (av.FFmpegError, OSError) as error:
+        raise BadInputError(f"cannot read {source} as raw video ({_one_line(error)})") from None
+
+
+def raw_frame_bytes(spec: RawVideoSpec) -> int:
+    """Bytes in one frame of headerless raw video, as FFmpeg's rawvideo demuxer packs it."""
+    _check_side("video size", spec.width, spec.height)
+    try:
+        fmt = av.VideoFormat(spec.pix_fmt, spec.width, spec.height)
+    except (ValueError, av.FFmpegError):
+        raise BadInputError(
+            f"unknown pixel format {spec.pix_fmt!r}: pass --pix-fmt with an FFmpeg name such as yuv420p"
+        ) from None
+    if fmt.is_bit_stream or fmt.has_palette or fmt.is_bayer or not fmt.components:
+        raise BadInputError(
+            f"pixel format {spec.pix_fmt!r} is not supported for raw input: use a planar YUV, gray or RGB format"
+        )
+    if fmt.is_planar or len({c.plane for c in fmt.components}) > 1:
+        # Each component lies in its own rows, rounded up in size for subsampled chroma.
+        return sum(c.width * c.height * math.ceil(c.bits / 8) for c in fmt.components)
+    # Packed: whole pixel groups per row (yuyv422 packs two pixels into 4 bytes even at odd
+    # width), each pixel taking its padded size (gray10le and bgr0 store 16 and 32 bits).
+    probe = av.VideoFormat(spec.pix_fmt, 64, 64)
+    group_px = 64 // min(c.width for c in probe.components)
+    row_px = -(-spec.width // group_px) * group_px
+    return row_px * fmt.padded_bits_per_pixel // 8 * spec.height
+
+
+def _ffmpeg_rate(fps: Fraction) -> str:
+    """A rate string FFmpeg parses exactly (``"30000/1001"``, not a rounded decimal)."""
+    return f"{fps.numerator}/{fps.denominator}"
+
+
+def _video_stream(container: av.container.InputContainer, source: str) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise BadInputError(f"{source} has no video stream: pass a file that contains video")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _source_fps(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    override: Fraction | None,
+    notes: list[str],
+) -> Fraction:
+    """The source frame rate: the user's if given, else the stream's, exact.
+
+    ``average_rate`` is what a container states; ``guessed_rate`` fills in where it is missing and
+    is the better answer for bare elementary streams (see ``_ELEMENTARY_STREAM_FORMATS``).
+    ``base_rate`` is never used: for a raw .264 it can be the codec's tick rate (1200000).
+    """
+    if container.format.name in _ELEMENTARY_STREAM_FORMATS:
+        stated = stream.guessed_rate or stream.average_rate
+    else:
+        stated = stream.average_rate or stream.guessed_rate
+    if override is not None:
+        if stated and Fraction(stated) != override:
+            notes.append(f"frame rate {override} fps as given overrides the stream's {Fraction(stated)} fps")
+        return override
+    if not stated:
+        notes.append(f"the stream states no frame rate; assumed {RAW_DEFAULT_FPS} fps (pass --fps to set it)")
+        return RAW_DEFAULT_FPS
+    return Fraction(stated)
+
+
+def _decoded_frames(container: av.container.InputContainer, stream, source: str) -> Iterator[av.VideoFrame]:
+    """Decoded frames in order; FFmpeg errors mid-stream become BadInputError."""
+    frames = container.decode(stream)
+    index = 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.FFmpegError as error:
+            raise BadInputError(
+                f"{source} is damaged: decoding failed after {index} frames ({_one_line(error)})"
+            ) from None
+        yield frame
+        index += 1
+
+
+def _decode_selection(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    source: str,
+    select: FrameSelection,
+    scale: tuple[int, int] | None,
+    notes: list[str],
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Decode until the selection is complete; returns the frames (T, 3, H, W) and the source
+    (width, height)."""
+    stack = _FrameStack(_capacity_hint(stream, select))
+    source_size: tuple[int, int] | None = None
+    n_decoded = 0
+    for frame in _decoded_frames(container, stream, source):
+        index = n_decoded
+        n_decoded += 1
+        if source_size is None:
+            source_size = (frame.width, frame.height)
+            _check_scale(scale, source_size)
+            _note_deep_format(frame.format, notes)
+        elif (frame.width, frame.height) != source_size:
+            raise BadInputError(
+                f"{source} changes size at frame {index} ({source_size[0]}x{source_size[1]} to "
+                f"{frame.width}x{frame.height}): cut it into parts of one size"
+            )
+        if index < select.start or (index - select.start) % select.step:
+            continue
+        stack.append(_frame_chw(frame, scale))
+        if select.frames is not None and len(stack) == select.frames:
+            break
+    _check_enough(source, select, n_decoded, len(stack))
+    assert source_size is not None
+    return stack.tensor(), source_size
+
+
+def _check_enough(source: str, select: FrameSelection, n_decoded: int, n_kept: int) -> None:
+    if n_decoded == 0:
+        raise BadInputError(f"{source} contains no decodable video frames")
+    if n_kept == 0:
+        raise BadInputError(
+            f"{source} has {n_decoded} frames (0..{n_decoded - 1}), so start frame {select.start} "
+            "is past its end: pick a start inside the clip"
+        )
+    if select.frames is not None and n_kept < select.frames:
+        raise BadInputError(
+            f"{source} has {n_decoded} frames, so start {select.start} step {select.step} gives "
+            f"{n_kept} frames, not {select.frames}: ask for at most {n_kept}"
+        )
+
+
+def _check_scale(scale: tuple[int, int] | None, source_size: tuple[int, int]) -> None:
+    if scale is None:
+        return
+    if scale[0] > source_size[0] or scale[1] > source_size[1]:
+        raise BadInputError(
+            f"cannot scale {source_size[0]}x{source_size[1]} video to {scale[0]}x{scale[1]}: "
+            "scale only downsizes; give a size no larger than the source"
+        )
+
+
+def _note_deep_format(fmt: av.VideoFormat, notes: list[str]) -> None:
+    if max(c.bits for c in fmt.components) > 8:
+        notes.append(f">8-bit input ({fmt.name}) converted to 8-bit")
+
+
+def _capacity_hint(stream: av.video.stream.VideoStream, select: FrameSelection) -> int:
+    """How many frames to allocate for up front: exact when the count is asked for, else what the
+    container says it holds (0 when it does not say, e.g. mkv, y4m)."""
+    if select.frames is not None:
+        return select.frames
+    remaining = stream.frames - select.start
+    return max(1, -(-remaining // select.step)) if remaining > 0 else 16
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-frame conversion
+
+
+def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """(H, W, 3) uint8 full-range RGB from a decoded frame, honouring its range and matrix.
+
+    Untagged YUV is taken as limited range (what nearly all video is) and BT.601; ``yuvj*``
+    formats and frames tagged JPEG/full are full range. swscale treats gray and RGB as full range
+    whatever we pass.
+    """
+    full_range = frame.color_range == ColorRange.JPEG or frame.format.name.startswith("yuvj")
+    rgb = frame.reformat(
+        format="rgb24",
+        src_colorspace=_MATRIX_BY_AVCOL_SPC.get(int(frame.colorspace), Colorspace.ITU601),
+        src_color_range=ColorRange.JPEG if full_range else ColorRange.MPEG,
+        dst_color_range=ColorRange.JPEG,
+        interpolation=_RGB_FLAGS,
+    )
+    return rgb.to_ndarray()  # (H, W, 3)
+
+
+def _frame_chw(frame: av.VideoFrame, scale: tuple[int, int] | None) -> torch.Tensor:
+    """(3, H, W) uint8 view (or, when scaling, a small new tensor) of one frame."""
+    chw = torch.from_numpy(frame_to_rgb(frame)).permute(2, 0, 1)  # (3, H, W), a view
+    if scale is None or scale == (chw.shape[2], chw.shape[1]):
+        return chw
+    return area_downscale(chw, scale)
+
+
+def area_downscale(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Downsize (3, H, W) uint8 to (3, size[1], size[0]) by area averaging, rounded to uint8.
+
+    Area averaging is the anti-aliased choice for shrinking: each output pixel is the mean of the
+    source pixels it covers (exactly a block mean for integer factors).
+    """
+    width, height = size
+    # A channels-first float copy: pooling a permuted (channels-last) view is ~2x slower.
+    planar = chw.unsqueeze(0).to(torch.float32, memory_format=torch.contiguous_format)
+    small = F.interpolate(planar, size=(height, width), mode="area")
+    return small.squeeze(0).round_().clamp_(0, 255).to(torch.uint8)  # (3, height, width)
+
+
+class _FrameStack:
+    """Collects (3, H, W) frames into one (T, 3, H, W) tensor, copying each frame once.
+
+    Storage grows by doubling when the capacity hint is short; a final copy trims it only when
+    more than a quarter is unused, so a right hint costs no copy at all.
+    """
+
+    def __init__(self, capacity_hint: int) -> None:
+        self._capacity_hint = max(1, capacity_hint)
+        self._data: torch.Tensor | None = None
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, chw: torch.Tensor) -> None:
+        if self._data is None:
+            self._data = torch.empty((self._capacity_hint, *chw.shape), dtype=torch.uint8)
+        elif self._count == self._data.shape[0]:
+            grown = torch.empty((2 * self._count, *self._data.shape[1:]), dtype=torch.uint8)
+            grown[: self._count] = self._data
+            self._data = grown
+        self._data[self._count].copy_(chw)
+        self._count += 1
+
+    def tensor(self) -> torch.Tensor:
+        assert self._data is not None
+        used = self._data[: self._count]
+        return used.clone() if 4 * self._count < 3 * self._data.shape[0] else used
