@@ -52,7 +52,8 @@ def test_auto_grid_aims_at_240_px_blocks():
     assert auto_grid(480, 960) == (2, 4)  # the paper's default
     assert auto_grid(144, 176) == (1, 1)
     assert auto_grid(20, 20) == (1, 1)
-    assert auto_grid(720, 1280) == (3, 5)
+    assert auto_grid(720, 1280) == (3, 6)
+    assert auto_grid(136, 320) == (1, 2)
 
 
 def test_parse_grid():

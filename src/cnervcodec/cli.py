@@ -187,7 +187,7 @@ def cli() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the fitted model (.safetensors).")
 @click.option("--arch", type=click.Choice(["cnerv", "nerv"]), default="cnerv", show_default=True, help="CNeRV, or the NeRV baseline at matched size.")
 @click.option("--size", type=click.Choice(list(SIZES)), default="S", show_default=True, help=_size_help())
-@click.option("--grid", default="auto", show_default=True, help="Embedding block grid ROWSxCOLS; auto: blocks of ~240 px.")
+@click.option("--grid", default="auto", show_default=True, help="Embedding block grid ROWSxCOLS; auto: blocks of at most 240 px.")
 @click.option("--embed-dim", type=click.IntRange(1, 4096), default=None, help="Embedding values per block (d) [default: size preset].")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=1e-8, max=1.0), default=2e-3, show_default=True, help="Peak learning rate (Adam, warm-up then cosine).")
@@ -211,7 +211,7 @@ def fit_command(input_path: str, output: Path | None, arch: str, size: str, grid
     With --holdout K, every K-th frame is kept out of training and reported as "unseen": CNeRV
     encodes such frames from their content in one forward pass, NeRV can only guess from the index.
     """
-    from cnervcodec.commands import run_fit
+    from cnervcodec.experiment import run_fit
 
     opts = InputOptions(**input_kw)
     if output is not None:

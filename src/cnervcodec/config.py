@@ -33,7 +33,7 @@ MAX_STRIDE = 8
 MAX_PE_FREQS = 256
 MAX_HIDDEN = 1 << 16
 
-BLOCK_TARGET_PX = 240  # grid "auto" aims at blocks of about this many pixels a side (paper: 2x4 at 480x960)
+BLOCK_TARGET_PX = 240  # grid "auto": blocks of at most this many pixels a side (paper: 2x4 at 480x960)
 
 
 @dataclass(frozen=True)
@@ -282,8 +282,12 @@ def _require_keys(what: str, data: dict[str, Any], keys: tuple[str, ...]) -> Non
 
 
 def auto_grid(height: int, width: int) -> tuple[int, int]:
-    """Grid 'auto': blocks of roughly BLOCK_TARGET_PX a side, at least 1x1 (paper: 2x4 at 480x960)."""
-    return max(1, round(height / BLOCK_TARGET_PX)), max(1, round(width / BLOCK_TARGET_PX))
+    """Grid 'auto': the fewest blocks of at most BLOCK_TARGET_PX a side, at least 1x1 (paper: 2x4 at 480x960).
+
+    Rounding up rather than to nearest was measured better on small clips: bikes at 320x136, step 3,
+    100 epochs on CUDA, seen/unseen PSNR 29.85/22.89 dB with a 1x1 grid vs 30.75/23.31 dB with 1x2.
+    """
+    return max(1, -(-height // BLOCK_TARGET_PX)), max(1, -(-width // BLOCK_TARGET_PX))
 
 
 def parse_grid(text: str, height: int, width: int) -> tuple[int, int]:
