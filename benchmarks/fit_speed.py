@@ -95,11 +95,11 @@ def run_speed(args: argparse.Namespace) -> list[dict]:
             row = measure_speed(size, height, width, device, args.frames, args.epochs)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    print(f"\n### Fit speed on {describe(device)} (batch 2; forward = decode to uint8 frames, batch 8)\n")
-    print("| size | resolution | decoder params | train frames/s | forward frames/s |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']} | {r['resolution']} | {r['params']:,} | {r['train_fps']:.1f} | {r['forward_fps']:.1f} |")
+    print_table(
+        f"Fit speed on {describe(device)} (batch 2; forward = decode to uint8 frames, batch 8)",
+        ["size", "resolution", "decoder params", "train frames/s", "forward frames/s"],
+        [[r["size"], r["resolution"], f"{r['params']:,}", f"{r['train_fps']:.1f}", f"{r['forward_fps']:.1f}"] for r in rows],
+    )
     return rows
 
 
@@ -122,13 +122,23 @@ def run_compare(args: argparse.Namespace) -> list[dict]:
                        "unseen_ms_ssim": report["unseen"]["ms_ssim"], "fit_seconds": report["fit_seconds"]}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
-    print(f"\n### CNeRV vs NeRV, --holdout 5, size {args.size}, {args.epochs} epochs, seed {args.seed}, {describe(device)}\n")
-    print("| clip | step | frames | WxH | arch | params | seen PSNR | unseen PSNR | gap | unseen MS-SSIM | fit s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['clip']} | {r['step']} | {r['frames']} | {r['resolution']} | {r['arch']} | {r['params']:,} | "
-              f"{r['seen_psnr']:.2f} | {r['unseen_psnr']:.2f} | {r['gap_psnr']:.2f} | {r['unseen_ms_ssim']:.4f} | {r['fit_seconds']:.0f} |")
+    print_table(
+        f"CNeRV vs NeRV, --holdout 5, size {args.size}, {args.epochs} epochs, seed {args.seed}, {describe(device)}",
+        ["clip", "step", "frames", "WxH", "arch", "params", "seen PSNR", "unseen PSNR", "gap", "unseen MS-SSIM", "fit s"],
+        [[r["clip"], r["step"], r["frames"], r["resolution"], r["arch"], f"{r['params']:,}", f"{r['seen_psnr']:.2f}",
+          f"{r['unseen_psnr']:.2f}", f"{r['gap_psnr']:.2f}", f"{r['unseen_ms_ssim']:.4f}", f"{r['fit_seconds']:.0f}"]
+         for r in rows],
+    )
     return rows
+
+
+def print_table(title: str, header: list[str], cells: list[list]) -> None:
+    """Print a Markdown table under a heading: the one place both benchmark parts format results."""
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in cells:
+        print("| " + " | ".join(str(c) for c in row) + " |")
 
 
 def describe(device: torch.device) -> str:
