@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from cnervcodec.errors import BadInputError
 
@@ -273,6 +274,52 @@ class FitConfig:
         if unknown:
             raise BadInputError(f"fit config has unknown fields: {', '.join(sorted(unknown))}")
         return cls(**data).validate()
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    """Pruning, quantization and coding of a fitted network (paper section 3.3).
+
+    ``weight_axis``/``embed_axis``: -1 quantizes each tensor with one (offset, scale) pair; 0 (decoder
+    weights: per output channel) or 1 (embeddings: per embedding value) give one pair per slice.
+    """
+
+    weight_bits: int = 8
+    embed_bits: int = 6
+    prune: float = 0.0  # fraction of decoder weights set to zero by global magnitude pruning
+    prune_epochs: int = 10  # fine-tune epochs with the pruning mask held
+    prune_lr_frac: float = 0.1  # fine-tune peak lr, as a fraction of the fit's
+    weight_axis: int = -1
+    embed_axis: int = -1
+
+    def validate(self) -> CompressionConfig:
+        _check_int("bits", self.weight_bits, 1, 16)
+        _check_int("embed-bits", self.embed_bits, 1, 16)
+        if isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0.0 <= self.prune < 1.0:
+            raise BadInputError(f"--prune must be in [0, 1), got {self.prune!r}")
+        _check_int("prune_epochs", self.prune_epochs, 0, 1_000_000)
+        _check_float("prune_lr_frac", self.prune_lr_frac, 1e-6, 1.0)
+        _check_int("weight_axis", self.weight_axis, -1, 0)
+        _check_int("embed_axis", self.embed_axis, -1, 1)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """``--preset``: how long to fit and to fine-tune after pruning."""
+
+    epochs: int
+    prune_epochs: int
+
+
+PRESETS: Mapping[str, Preset] = MappingProxyType({
+    "fast": Preset(epochs=30, prune_epochs=5),
+    "medium": Preset(epochs=100, prune_epochs=10),
+    "slow": Preset(epochs=300, prune_epochs=30),
+})
 
 
 def _require_keys(what: str, data: dict[str, Any], keys: tuple[str, ...]) -> None:

@@ -151,6 +151,7 @@ class _Trainer:
         self.permutation: torch.Tensor | None = None
         self.elapsed_s = 0.0
         self.train_frames = 0
+        self.after_step: Callable[[], None] | None = None  # e.g. re-apply pruning masks
 
     def prepare_encoder(self) -> None:
         """Measure the CNeRV encoder's input standardization on the training frames (fresh fits only)."""
@@ -231,6 +232,8 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.after_step is not None:
+            self.after_step()
         self.step += 1
         self.position = (self.position + 1) % self.steps_per_epoch
         self.train_frames += len(indices)
@@ -264,6 +267,10 @@ def fit(
         trainer = _Trainer(frames_u8, seeded_network(model_config, fit_config.seed), fit_config.validate(), device)
         trainer.prepare_encoder()
     _run(trainer, progress, checkpoint, fingerprint, should_stop)
+    return _result(trainer)
+
+
+def _result(trainer: _Trainer) -> FitResult:
     trainer.network.eval()
     return FitResult(
         network=trainer.network,
@@ -275,6 +282,24 @@ def fit(
         train_frames=trainer.train_frames,
         steps=trainer.step,
     )
+
+
+def fine_tune(
+    frames_u8: torch.Tensor,
+    network: VideoNetwork,
+    fit_config: FitConfig,
+    device: torch.device,
+    after_step: Callable[[], None],
+    progress: Callable[[FitProgress], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> FitResult:
+    """Continue training an already fitted ``network`` (its encoder statistics kept), calling
+    ``after_step`` after every optimizer step: pruning holds its masks this way."""
+    trainer = _Trainer(frames_u8, network, fit_config.validate(), device)
+    trainer.after_step = after_step
+    after_step()
+    _run(trainer, progress, CheckpointPolicy(), frames_fingerprint(frames_u8), should_stop)
+    return _result(trainer)
 
 
 def _run(

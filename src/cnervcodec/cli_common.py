@@ -1,0 +1,162 @@
+"""What every ``cnerv`` command shares: input options, device choice, output checks, progress, Ctrl-C, JSON.
+
+Kept apart from the command modules so each stays short; nothing here holds codec logic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cnervcodec.config import SIZE_PRESETS, SIZES, build_model_config
+from cnervcodec.errors import BadInputError
+
+
+def size_help() -> str:
+    """--size help with parameter counts computed from the presets (decoder, at 176x144 and 320x240)."""
+    parts = []
+    for size in SIZES:
+        counts = [build_model_config("cnerv", size, h, w).decoder_param_count() for h, w in ((144, 176), (240, 320))]
+        widths = "-".join(str(w) for w in SIZE_PRESETS[size].widths)
+        parts.append(f"{size}: widths {widths}, {counts[0] / 1e6:.2f}M params at 176x144, {counts[1] / 1e6:.2f}M at 320x240")
+    return "Model size (decoder parameters grow with frame size). " + "; ".join(parts) + "."
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """The options that say how to read an input video."""
+
+    video_size: str | None
+    pix_fmt: str
+    fps: str | None
+    start: int
+    frames: int | None
+    step: int
+    scale: str | None
+
+
+def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Attach the shared input options (raw geometry, rate, frame selection, scaling) to a command."""
+    options = [
+        click.option("--video-size", metavar="WxH", help="Geometry of headerless raw YUV input (required for .yuv)."),
+        click.option("--pix-fmt", default="yuv420p", show_default=True, help="Pixel format of raw YUV input."),
+        click.option("--fps", metavar="RATE", help="Frame rate (30, 29.97, 30000/1001); overrides the input's own."),
+        click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First frame to use (0-based)."),
+        click.option("--frames", type=click.IntRange(min=1), default=None, help="Number of frames to use [default: all]."),
+        click.option("--step", type=click.IntRange(min=1), default=1, show_default=True, help="Use every S-th frame."),
+        click.option("--scale", metavar="WxH", help="Downsize to WxH with area averaging."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def read_input(path: str, opts: InputOptions):
+    """Read one input video as the options say (``video_io.read_video``)."""
+    from cnervcodec.video_io import FrameSelection, RawVideoSpec, parse_fps, parse_video_size, read_video
+
+    raw = None
+    if opts.video_size is not None:
+        width, height = parse_video_size(opts.video_size)
+        raw = RawVideoSpec(width=width, height=height, pix_fmt=opts.pix_fmt)
+    fps: Fraction | None = parse_fps(opts.fps) if opts.fps is not None else None
+    scale = parse_video_size(opts.scale) if opts.scale is not None else None
+    selection = FrameSelection(start=opts.start, frames=opts.frames, step=opts.step)
+    return read_video(path, raw=raw, fps=fps, select=selection, scale=scale)
+
+
+def choose_device(name: str):
+    """--device auto|cpu|cuda: auto takes CUDA when present; the CPU path uses every core it may."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadInputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    device = torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+    if device.type == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores))
+    return device
+
+
+def check_output(path: Path, overwrite: bool, inputs: tuple[str, ...]) -> None:
+    """Refuse to write over an input, into a missing folder, or over a file without -y."""
+    resolved = path.resolve()
+    for source in inputs:
+        if Path(source).resolve() == resolved:
+            raise BadInputError(f"{path}: refusing to write the output over the input")
+    if not resolved.parent.is_dir():
+        raise BadInputError(f"{path}: folder {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise BadInputError(f"{path} exists: pass -y to overwrite it")
+
+
+class ProgressLine:
+    """Renders ``FitProgress`` on stderr: one rewritten line on a terminal, a line every 10 s elsewhere."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.last_print = -1e9
+        self.shown = False
+
+    def __call__(self, p) -> None:
+        import time
+
+        filled = int(30 * p.step / max(1, p.total_steps))
+        eta = f"{int(p.eta_s // 60)}:{int(p.eta_s % 60):02d}" if p.eta_s != float("inf") else "?"
+        text = (
+            f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] epoch {p.epoch}/{p.epochs} "
+            f"loss {p.loss:.4f} PSNR {p.psnr_db:.2f} dB {p.frames_per_s:.1f} frames/s ETA {eta}"
+        )
+        now = time.monotonic()
+        if self.tty:
+            click.echo("\r" + text + "\x1b[K", nl=False, err=True)
+            self.shown = True
+        elif now - self.last_print >= 10 or p.step == p.total_steps:
+            click.echo(text, err=True)
+            self.last_print = now
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+            self.shown = False
+
+
+class StopFlag:
+    """Turns the first Ctrl-C into a polite stop request (checked between training steps)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self) -> StopFlag:
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def emit(data: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str]) -> None:
+    """Print a result as one JSON object on stdout, or as text for people."""
+    if as_json:
+        click.echo(json.dumps(data, indent=None, allow_nan=False))
+    else:
+        click.echo(human(data))

@@ -1,0 +1,47 @@
+"""Global magnitude pruning of the decoder's weights (paper section 3.3).
+
+One threshold for all weight tensors (stem, NeRV blocks and head), so layers that matter less
+give up more of their weights. Biases are kept whole: they are few and each one shifts a whole
+channel. The masks are held during the fine-tune that follows, so pruned
+weights stay exactly zero and cost almost nothing once quantized and entropy-coded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def prunable(decoder: nn.Module) -> dict[str, nn.Parameter]:
+    """The weight tensors global pruning ranks: every parameter with two or more dimensions."""
+    return {name: p for name, p in decoder.named_parameters() if p.dim() >= 2}
+
+
+def magnitude_masks(decoder: nn.Module, fraction: float) -> dict[str, torch.Tensor]:
+    """Boolean keep-masks that zero the ``fraction`` of prunable weights smallest in magnitude."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"prune fraction must be in [0, 1), got {fraction}")
+    weights = prunable(decoder)
+    magnitudes = torch.cat([p.detach().abs().reshape(-1).float().cpu() for p in weights.values()])
+    n_pruned = int(round(fraction * magnitudes.numel()))
+    if n_pruned == 0:
+        return {name: torch.ones_like(p, dtype=torch.bool) for name, p in weights.items()}
+    # The n_pruned-th smallest magnitude is the threshold; ties at it are pruned together with it.
+    threshold = torch.kthvalue(magnitudes, n_pruned).values.item()
+    return {name: p.detach().abs() > threshold for name, p in weights.items()}
+
+
+@torch.no_grad()
+def apply_masks(decoder: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """Zero the pruned weights in place (after every optimizer step of the fine-tune, too)."""
+    parameters = dict(decoder.named_parameters())
+    for name, mask in masks.items():
+        parameters[name].mul_(mask.to(parameters[name].device, parameters[name].dtype))
+
+
+def sparsity(decoder: nn.Module) -> float:
+    """Fraction of prunable weights that are exactly zero."""
+    weights = list(prunable(decoder).values())
+    total = sum(p.numel() for p in weights)
+    zeros = sum(int((p == 0).sum()) for p in weights)
+    return zeros / total if total else 0.0
