@@ -18,6 +18,14 @@ FORBIDDEN = {
     "metrics": {"av", "click", "cnervcodec.model", "cnervcodec.fit"},
     "checkpoint": {"av", "click", "cnervcodec.fit"},
     "experiment": {"av", "click", "cnervcodec.cli"},
+    "prune": {"av", "click", "numpy", "cnervcodec.entropy", "cnervcodec.container"},
+    "quantize": {"torch", "av", "click", "cnervcodec.entropy"},
+    "entropy": {"torch", "av", "click", "cnervcodec.container", "cnervcodec.model"},
+    "container": {"torch", "constriction", "av", "click", "cnervcodec.model", "cnervcodec.codec"},
+    "codec": {"av", "click", "cnervcodec.video_io", "cnervcodec.cli", "cnervcodec.video_out"},
+    "info": {"torch", "av", "click", "constriction"},
+    "video_out": {"cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
+    "audio": {"torch", "cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
 }
 
 

@@ -34,11 +34,13 @@ def quant_params(values: np.ndarray, bits: int, axis: int = AXIS_TENSOR) -> Quan
     if rows.size == 0 or not np.isfinite(rows).all():
         raise ValueError("cannot quantize an empty or non-finite tensor")
     low, high = rows.min(axis=1), rows.max(axis=1)
-    scale = (high - low) / ((1 << bits) - 1)
+    scale = ((high - low) / ((1 << bits) - 1)).astype(np.float32)
     zero_in_range = (low <= 0) & (high >= 0) & (scale > 0)
-    safe_scale = np.where(scale > 0, scale, 1.0)
-    offset = np.where(zero_in_range, -np.round(-low / safe_scale) * safe_scale, low)
-    return QuantParams(bits=bits, axis=axis, offsets=offset.astype(np.float32), scales=scale.astype(np.float32))
+    safe_scale = np.where(scale > 0, scale, np.float32(1.0))
+    # -(k * scale) in float32 is exactly what dequantize subtracts back: zero decodes to 0.0, not 1e-9.
+    zero_offset = -(np.round(-low / safe_scale).astype(np.float32) * safe_scale)
+    offset = np.where(zero_in_range, zero_offset, low.astype(np.float32)).astype(np.float32)
+    return QuantParams(bits=bits, axis=axis, offsets=offset, scales=scale)
 
 
 def quantize(values: np.ndarray, params: QuantParams) -> np.ndarray:
