@@ -1,6 +1,7 @@
 """The codec end to end in memory: encode -> container bytes -> decode gives exactly the reported frames."""
 
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,59 @@ def test_shape_mismatch_is_corruption(encoded):
                               embeddings=container.embeddings)
     with pytest.raises(CorruptContainerError):
         decoding_network(swapped)
+
+
+def test_one_fit_serves_several_settings():
+    from conftest import moving_scene
+
+    from cnervcodec.codec import compress_fit
+    from cnervcodec.fit import fit
+
+    frames = moving_scene(n_frames=4)
+    settings = settings_for(frames, epochs=2)
+    fitted = fit(frames, settings.model, settings.fit, CPU)
+    before = {k: v.clone() for k, v in fitted.network.state_dict().items()}
+    pruned = compress_fit(frames, fitted, Fraction(25), CompressionConfig(prune=0.3, prune_epochs=1), CPU)
+    assert pruned.sparsity >= 0.3 - 1e-3
+    assert all(torch.equal(before[k], v) for k, v in fitted.network.state_dict().items())
+    six = compress_fit(frames, fitted, Fraction(25), CompressionConfig(weight_bits=6), CPU)
+    eight = compress_fit(frames, fitted, Fraction(25), CompressionConfig(weight_bits=8), CPU)
+    assert len(write_container(six.container)) < len(write_container(eight.container))
+
+
+# ---------------------------------------------------------------------------------------------
+# Format stability: a real encoded stream, committed, must keep decoding to the same frames.
+
+GOLDEN_STREAM = Path(__file__).resolve().parent / "data" / "golden_stream_v1_0.cnrv"
+GOLDEN_FRAMES = GOLDEN_STREAM.with_suffix(".npy")  # (T, 3, H, W) uint8 the decoder gave when written
+
+
+def write_golden_stream() -> None:
+    """Encode a tiny clip with a tiny network (a few KB) and store it with its decoded frames."""
+    from conftest import moving_scene
+
+    from cnervcodec.config import EmbeddingConfig, ModelConfig
+
+    frames = moving_scene(n_frames=4, height=32, width=48)
+    model = ModelConfig(height=32, width=48, embedding=EmbeddingConfig(grid=(1, 1), dim=8), widths=(16, 12, 8, 8, 8))
+    settings = EncodeSettings(model=model, fit=FitConfig(epochs=40), compression=CompressionConfig(weight_bits=6))
+    result = encode(frames, Fraction(25, 2), settings, CPU)
+    GOLDEN_STREAM.write_bytes(write_container(result.container))
+    np.save(GOLDEN_FRAMES, result.decoded.numpy(), allow_pickle=False)
+
+
+def test_golden_stream_still_decodes():
+    network = decoding_network(read_container(GOLDEN_STREAM.read_bytes()))
+    decoded = torch.cat(list(render_frames(network, CPU))).numpy().astype(np.int16)
+    expected = np.load(GOLDEN_FRAMES, allow_pickle=False).astype(np.int16)
+    assert decoded.shape == expected.shape == (4, 3, 32, 48)
+    # Float summation order may differ across CPUs and torch builds: allow rare 1-level roundings.
+    assert np.abs(decoded - expected).max() <= 1
+    assert np.mean(decoded != expected) < 0.01
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--write-golden"]:
+        write_golden_stream()

@@ -509,6 +509,7 @@ def test_colour_matrix_follows_the_stream_tag(tmp_path):
     y, u, v = (81 - 16) * 255 / 219, (90 - 128) * 255 / 224, (240 - 128) * 255 / 224
     expected_709 = torch.tensor([y + 1.5748 * v, y - 0.1873 * u - 0.4681 * v, y + 1.8556 * u]).clamp(0, 255)
     assert (red_709 - expected_709).abs().max() <= 2
+    assert read_video(bt709).color[1] == 1 and read_video(untagged).color[1] == 2  # kept for the .cnrv header
 
 
 # swscale (FFmpeg 8, PyAV 18.1) converts >8-bit frames only 8 lines high non-deterministically:

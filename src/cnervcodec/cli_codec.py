@@ -116,7 +116,7 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
     decoder will rebuild from the file, not of the float model.
     """
     from cnervcodec.codec import EncodeSettings, encode
-    from cnervcodec.container import write_container
+    from cnervcodec.container import ColorInfo, write_container
     from cnervcodec.metrics import bpp, quality_report
 
     started = time.monotonic()
@@ -139,6 +139,7 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
     try:
         with StopFlag() as stop:
             result = encode(clip.frames, clip.fps, settings, choose_device(device), audio=audio, metadata=metadata,
+                            color=ColorInfo(*clip.color),
                             progress=(lambda stage, p: progress(p)) if progress else None, should_stop=stop)
     finally:
         if progress is not None:

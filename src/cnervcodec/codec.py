@@ -9,6 +9,7 @@ I/O and no printing here: the CLI reads and writes, and progress goes through ca
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -154,15 +155,16 @@ def render_frames(network: DecodingNetwork, device: torch.device, batch: int = 8
 # Encode
 
 
-def _prune(
+def prune_fit(
     frames_u8: torch.Tensor,
-    result: FitResult,
+    fitted: FitResult,
     compression: CompressionConfig,
     device: torch.device,
-    progress: Callable[[FitProgress], None] | None,
-    should_stop: Callable[[], bool],
+    progress: Callable[[FitProgress], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> FitResult:
-    """Global magnitude pruning, then a short fine-tune with the mask held."""
+    """Global magnitude pruning of a copy of the fit, then a short fine-tune with the mask held."""
+    result = replace(fitted, network=copy.deepcopy(fitted.network))
     decoder = result.network.decoder
     masks = magnitude_masks(decoder, compression.prune)
     if compression.prune_epochs == 0:
@@ -211,9 +213,46 @@ def build_container(
         color=color,
         weight_bits=compression.weight_bits,
         embed_bits=compression.embed_bits,
-        prune_fraction=round(sparsity(decoder), 6) if compression.prune > 0 else 0.0,
+        prune_fraction=round(sparsity(decoder), 6),
     )
     return Container(header=header, decoder=records, embeddings=embeddings, audio=audio, metadata=dict(metadata or {}))
+
+
+def compress_fit(
+    frames_u8: torch.Tensor,
+    fitted: FitResult,
+    fps: Fraction,
+    compression: CompressionConfig,
+    device: torch.device,
+    *,
+    color: ColorInfo = ColorInfo(),
+    audio: AudioTrack | None = None,
+    metadata: dict[str, Any] | None = None,
+    progress: Callable[[FitProgress], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> EncodeResult:
+    """Prune (on a copy: ``fitted`` stays reusable for other settings), quantize and code one fit.
+
+    One fit can serve a whole ladder of ``--bits`` / ``--prune`` points this way.
+    """
+    compression = compression.validate()
+    result = fitted
+    prune_start = time.monotonic()
+    if compression.prune > 0:
+        result = prune_fit(frames_u8, fitted, compression, device, progress, should_stop)
+    prune_seconds = time.monotonic() - prune_start if compression.prune > 0 else 0.0
+    container = build_container(
+        result, frames_u8.shape[0], fps, compression, color=color, audio=audio, metadata=metadata
+    )
+    decoded = torch.cat(list(render_frames(decoding_network(container), device)))
+    return EncodeResult(
+        container=container,
+        decoded=decoded,
+        fit_seconds=fitted.fit_seconds,
+        prune_seconds=prune_seconds,
+        train_fps=fitted.train_fps,
+        sparsity=sparsity(result.network.decoder),
+    )
 
 
 def encode(
@@ -229,24 +268,10 @@ def encode(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> EncodeResult:
     """Fit, prune, quantize and code ``frames_u8`` (T, 3, H, W); ``progress(stage, report)``."""
-    compression = settings.compression.validate()
+    settings.compression.validate()
     fit_progress = (lambda p: progress("fit", p)) if progress else None
-    result = fit(frames_u8, settings.model, settings.fit, device, progress=fit_progress, should_stop=should_stop)
-    fit_seconds, train_fps = result.fit_seconds, result.train_fps
-    prune_start = time.monotonic()
-    if compression.prune > 0:
-        prune_progress = (lambda p: progress("prune", p)) if progress else None
-        result = _prune(frames_u8, result, compression, device, prune_progress, should_stop)
-    prune_seconds = time.monotonic() - prune_start if compression.prune > 0 else 0.0
-    container = build_container(
-        result, frames_u8.shape[0], fps, compression, color=color, audio=audio, metadata=metadata
-    )
-    decoded = torch.cat(list(render_frames(decoding_network(container), device)))
-    return EncodeResult(
-        container=container,
-        decoded=decoded,
-        fit_seconds=fit_seconds,
-        prune_seconds=prune_seconds,
-        train_fps=train_fps,
-        sparsity=sparsity(result.network.decoder),
+    fitted = fit(frames_u8, settings.model, settings.fit, device, progress=fit_progress, should_stop=should_stop)
+    return compress_fit(
+        frames_u8, fitted, fps, settings.compression, device, color=color, audio=audio, metadata=metadata,
+        progress=(lambda p: progress("prune", p)) if progress else None, should_stop=should_stop,
     )

@@ -88,6 +88,7 @@ class VideoClip:
     source: str
     source_size: tuple[int, int]  # (width, height) before scaling
     notes: tuple[str, ...] = field(default=())
+    color: tuple[int, int, int, int] = (0, 2, 2, 2)  # source's AVCOL range, matrix, primaries, transfer
 
     @property
     def n_frames(self) -> int:
@@ -183,7 +184,7 @@ def read_video(
     with container:
         stream = _video_stream(container, source)
         source_fps = fps if raw is not None else _source_fps(container, stream, fps, notes)
-        frames, source_size = _decode_selection(container, stream, source, select, scale, notes)
+        frames, source_size, color = _decode_selection(container, stream, source, select, scale, notes)
     return VideoClip(
         frames=frames,
         fps=source_fps / select.step,
@@ -191,6 +192,7 @@ def read_video(
         source=source,
         source_size=source_size,
         notes=tuple(notes),
+        color=color,
     )
 
 
@@ -342,17 +344,19 @@ def _decode_selection(
     select: FrameSelection,
     scale: tuple[int, int] | None,
     notes: list[str],
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Decode until the selection is complete; returns the frames (T, 3, H, W) and the source
-    (width, height)."""
+) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int, int, int]]:
+    """Decode until the selection is complete; returns the frames (T, 3, H, W), the source
+    (width, height) and the first frame's colour tags."""
     stack = _FrameStack(_capacity_hint(stream, select))
     source_size: tuple[int, int] | None = None
+    color = (0, 2, 2, 2)
     n_decoded = 0
     for frame in _decoded_frames(container, stream, source):
         index = n_decoded
         n_decoded += 1
         if source_size is None:
             source_size = (frame.width, frame.height)
+            color = (int(frame.color_range), int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc))
             _check_scale(scale, source_size)
             _note_deep_format(frame.format, notes)
         elif (frame.width, frame.height) != source_size:
@@ -367,7 +371,7 @@ def _decode_selection(
             break
     _check_enough(source, select, n_decoded, len(stack))
     assert source_size is not None
-    return stack.tensor(), source_size
+    return stack.tensor(), source_size, color
 
 
 def _check_enough(source: str, select: FrameSelection, n_decoded: int, n_kept: int) -> None:
