@@ -25,6 +25,8 @@ FORBIDDEN = {
     "codec": {"av", "click", "cnervcodec.video_io", "cnervcodec.cli", "cnervcodec.video_out"},
     "info": {"torch", "av", "click", "constriction"},
     "video_out": {"cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
+    "bdrate": {"torch", "av", "click", "scipy", "cnervcodec.model", "cnervcodec.codec"},
+    "anchors": {"cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
     "audio": {"torch", "cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
 }
 

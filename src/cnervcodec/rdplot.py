@@ -1,0 +1,58 @@
+"""Rate-distortion plots as PNG (matplotlib, Agg backend, imported only when a plot is asked for).
+
+matplotlib is an optional extra (``pip install 'cnervcodec[plot]'``): a missing install is a clear
+one-line error, not an ImportError.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from cnervcodec.errors import BadInputError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise BadInputError("--plot needs matplotlib: pip install 'cnervcodec[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_rd(
+    curves: dict[str, list[tuple[float, float]]],
+    path: Path,
+    *,
+    title: str,
+    y_label: str = "PSNR YUV 4:2:0 6:1:1 (dB)",
+    x_label: str = "rate (bpp: file bytes x 8 / (frames x W x H))",
+) -> None:
+    """One line with markers per curve (legend text = the dict key), written atomically to ``path``."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    try:
+        for label, points in curves.items():
+            ordered = sorted(points)
+            axes.plot([r for r, _ in ordered], [d for _, d in ordered], marker="o", label=label)
+        axes.set_xscale("log")
+        axes.set_xlabel(x_label)
+        axes.set_ylabel(y_label)
+        axes.set_title(title, fontsize=10)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=8)
+        figure.tight_layout()
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+        os.close(fd)
+        try:
+            figure.savefig(tmp_name, format="png")
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    finally:
+        plt.close(figure)
