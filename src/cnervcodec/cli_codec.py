@@ -115,7 +115,7 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
     Reports the size (bytes, bpp: every byte of the file) and the quality of the frames the
     decoder will rebuild from the file, not of the float model.
     """
-    from cnervcodec.codec import EncodeSettings, encode
+    from cnervcodec.codec import EncodeSettings, encode, encode_metadata
     from cnervcodec.container import ColorInfo, write_container
     from cnervcodec.metrics import bpp, quality_report
 
@@ -132,9 +132,8 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
                                       prune_epochs=recipe.prune_epochs).validate(),
     )
     audio = _audio_for(input_path, opts, clip)
-    metadata = {"encoder": f"cnervcodec {__version__}", "source": Path(input_path).name,
-                "settings": {"size": size, "preset": preset, "fit": settings.fit.to_dict(),
-                             "compression": settings.compression.to_dict()}}
+    metadata = encode_metadata(Path(input_path).name, size, preset, settings.fit, settings.compression,
+                               f"cnervcodec {__version__}")
     progress = None if quiet else ProgressLine("encode")
     try:
         with StopFlag() as stop:

@@ -255,6 +255,15 @@ def compress_fit(
     )
 
 
+def encode_metadata(source_name: str, size: str, preset: str, fit_config, compression: CompressionConfig,
+                    encoder: str) -> dict[str, Any]:
+    """The ``meta`` chunk ``cnerv encode`` writes (encoder, source, settings): shared so that every
+    tool that reports a .cnrv size counts the same bytes as the file ``cnerv encode`` would write."""
+    return {"encoder": encoder, "source": source_name,
+            "settings": {"size": size, "preset": preset, "fit": fit_config.to_dict(),
+                         "compression": compression.to_dict()}}
+
+
 def encode(
     frames_u8: torch.Tensor,
     fps: Fraction,

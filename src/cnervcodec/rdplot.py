@@ -24,6 +24,11 @@ def _pyplot():
     return plt
 
 
+def require_matplotlib() -> None:
+    """Fail before a long run, not after it, when ``--plot`` cannot be honoured."""
+    _pyplot()
+
+
 def plot_rd(
     curves: dict[str, list[tuple[float, float]]],
     path: Path,
