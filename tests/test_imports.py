@@ -27,6 +27,8 @@ FORBIDDEN = {
     "video_out": {"cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
     "bdrate": {"torch", "av", "click", "scipy", "cnervcodec.model", "cnervcodec.codec"},
     "anchors": {"cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
+    "rdcompare": {"click", "av", "cnervcodec.video_io", "cnervcodec.cli"},
+    "atomic": {"torch", "av", "click", "numpy"},
     "audio": {"torch", "cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
 }
 

@@ -10,8 +10,6 @@ and renamed, so an interrupted save never leaves a half-written model.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from cnervcodec.config import FitConfig, ModelConfig
+from cnervcodec.atomic import atomic_path
 from cnervcodec.errors import BadInputError, CheckpointError
 from cnervcodec.model import VideoNetwork
 
@@ -32,16 +31,9 @@ NETWORK_PREFIX = "network."
 
 def atomic_save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write a safetensors file through a temporary file in the same folder, then rename it."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(contiguous, tmp_name, metadata=metadata)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(Path(path)) as temp:
+        save_file(contiguous, str(temp), metadata=metadata)
 
 
 def read_safetensors(path: Path, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -27,6 +27,7 @@ from cnervcodec.cli_common import (
     input_options,
     read_input,
 )
+from cnervcodec.cli_bdrate import bd_rate_command
 from cnervcodec.cli_codec import decode_command, encode_command, info_command
 from cnervcodec.errors import CnervError
 
@@ -160,7 +161,7 @@ def format_metrics_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-for _command in (encode_command, decode_command, info_command):
+for _command in (encode_command, decode_command, info_command, bd_rate_command):
     cli.add_command(_command)
 
 

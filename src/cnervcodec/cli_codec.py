@@ -6,8 +6,6 @@ through a temporary file and renamed, and never over an input or an existing fil
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import click
 
 from cnervcodec import __version__
+from cnervcodec.atomic import atomic_write_bytes
 from cnervcodec.cli_common import (
     InputOptions,
     ProgressLine,
@@ -52,18 +51,6 @@ Examples:
   cnerv info clip.cnrv
   cnerv info clip.cnrv --json
 """
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def read_cnrv_bytes(path: str) -> bytes:

@@ -6,10 +6,9 @@ one-line error, not an ImportError.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from cnervcodec.atomic import atomic_path
 from cnervcodec.errors import BadInputError
 
 
@@ -51,13 +50,7 @@ def plot_rd(
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)
         figure.tight_layout()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
-            figure.savefig(tmp_name, format="png")
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with atomic_path(Path(path)) as temp:
+            figure.savefig(temp, format="png")
     finally:
         plt.close(figure)

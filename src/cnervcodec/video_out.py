@@ -27,6 +27,7 @@ from PIL import Image
 
 from cnervcodec.audio import AudioMux
 from cnervcodec.container import AudioTrack
+from cnervcodec.atomic import reserve_temp
 from cnervcodec.errors import BadInputError
 
 DEFAULT_CRF = 12  # x264 at CRF 12 is visually lossless: the codec's artefacts, not x264's, show
@@ -91,18 +92,6 @@ def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
     return a.resolve() == b.resolve()
-
-
-def _reserve_temp(target: Path, token: str) -> tuple[Path, int]:
-    """Create ``.NAME.tmp-TOKEN`` beside ``target`` (same folder: the final rename is atomic)
-    exclusively (no two writers share one) with mode 0o666 less the umask (like any new file)."""
-    temp = target.with_name(f".{target.name}.tmp-{token}")
-    try:
-        return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileNotFoundError:
-        raise BadInputError(f"{target}: folder {target.parent} does not exist") from None
-    except OSError as error:
-        raise BadInputError(f"cannot write {target} ({error.strerror})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +203,7 @@ class _AvWriter(VideoWriter):
                  audio: AudioTrack | None, crf: int) -> None:
         super().__init__(path, width, height, fps)
         self._kind = kind
-        self._temp, fd = _reserve_temp(path, self._token)
+        self._temp, fd = reserve_temp(path, self._token)
         os.close(fd)  # FFmpeg opens the file by name
         self._audio: AudioMux | None = None
         try:
@@ -320,7 +309,7 @@ class _PngWriter(VideoWriter):
 
     def _write_rgb(self, rgb: np.ndarray, index: int) -> None:
         final = png_frame_path(self.path, index + PNG_FIRST_NUMBER)
-        temp, fd = _reserve_temp(final, self._token)
+        temp, fd = reserve_temp(final, self._token)
         self._written.append((temp, final))
         with os.fdopen(fd, "wb") as file:
             Image.fromarray(rgb).save(file, format="PNG")

@@ -1,0 +1,151 @@
+"""The RD benchmark: CNeRV against x264 and x265 on every clip of ../shared/clips (a benchmark, not a test).
+
+For each clip it runs what ``cnerv bd-rate`` runs (``rdcompare.run``: one fit, a bits x prune ladder,
+anchors whose CRF ladder covers the CNeRV curve, BD metrics on YUV-PSNR 6:1:1 and on MS-SSIM dB) and
+writes ``benchmarks/results/rd_<clip>.json`` (every point and setting) and ``rd_<clip>.png``, then a
+Markdown table of all clips (stdout, and ``--md-out``).
+
+On the CPU the clips are cut (frames) and downscaled so that the whole run takes about an hour on a
+2-core machine; ``--full`` (the default on CUDA) uses every frame at full size. The table says which.
+
+Examples:
+  python benchmarks/rd.py --md-out benchmarks/results/rd_cpu.md
+  python benchmarks/rd.py --clips foreman carphone --preset fast
+  python benchmarks/rd.py --device cuda --full --preset slow --anchor-preset veryslow
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import av
+import torch
+
+from cnervcodec import __version__
+from cnervcodec.config import PRESETS, FitConfig, build_model_config
+from cnervcodec.rdcompare import RdSettings, plot_curves, run
+from cnervcodec.video_io import FrameSelection, RawVideoSpec, read_video
+
+ROOT = Path(__file__).resolve().parents[1]
+# name: (file, raw geometry for headerless input, CPU cut: (frames, scale WxH or None))
+CLIPS = {
+    "foreman": ("foreman_qcif_30f.264", None, (30, None)),
+    "carphone": ("carphone_qcif.mp4", None, (60, None)),
+    "cars": ("cars_320x240_30fps.yuv", RawVideoSpec(width=320, height=240, pix_fmt="yuv420p"), (30, (160, 120))),
+    "park_joy": ("park_joy_480x270_10f.y4m", None, (10, (240, 136))),
+    "basketballpass": ("basketballpass_416x240_50fps.mkv", None, (50, (208, 120))),
+    "bikes": ("bikes_640x272.mp4", None, (50, (320, 136))),
+    "bigbuckbunny": ("bigbuckbunny_720p.mp4", None, (50, (256, 144))),
+}
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def read_clip(clips_dir: Path, name: str, full: bool):
+    file, raw, (frames, scale) = CLIPS[name]
+    fps = 30 if raw is not None else None
+    if full:
+        frames, scale = None, None
+    from fractions import Fraction
+
+    return read_video(clips_dir / file, raw=raw, fps=Fraction(fps) if fps else None,
+                      select=FrameSelection(frames=frames), scale=scale)
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table_rows(name: str, report: dict) -> list[list[str]]:
+    cnerv = report["cnerv"]["points"]
+    i = report["input"]
+    rows = []
+    for anchor in ("x264", "x265", "av1"):
+        if anchor not in report:
+            continue
+        a = report[anchor]
+        rows.append([
+            name, f"{i['frames']}x{i['width']}x{i['height']}", anchor,
+            f"{cnerv[0]['bpp']:.3f}-{cnerv[-1]['bpp']:.3f}",
+            f"{cnerv[0]['psnr_yuv']:.2f}-{cnerv[-1]['psnr_yuv']:.2f}",
+            fmt(a["bd_rate_psnr"], "+.1f") + " %", fmt(a["bd_psnr"], "+.2f") + " dB",
+            fmt(a["bd_rate_ms_ssim"], "+.1f") + " %", f"{a['overlap']:.0%} / {a['overlap_log_rate']:.0%}",
+        ])
+    return rows
+
+
+def print_table(title: str, header: list[str], cells: list[list[str]]) -> str:
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", nargs="+", default=list(CLIPS), choices=list(CLIPS))
+    parser.add_argument("--clips-dir", type=Path, default=ROOT.parent / "shared" / "clips")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--full", action="store_true", help="every frame at full size [default on CUDA]")
+    parser.add_argument("--size", default="S")
+    parser.add_argument("--preset", default="medium", choices=list(PRESETS))
+    parser.add_argument("--anchors", nargs="+", default=["x264", "x265"])
+    parser.add_argument("--anchor-preset", default="medium")
+    parser.add_argument("--points", type=int, default=4)
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--md-out", type=Path)
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    full = args.full or device.type == "cuda"
+    recipe = PRESETS[args.preset]
+    rd = RdSettings(anchors=tuple(args.anchors), points=args.points, anchor_preset=args.anchor_preset,
+                    prune_epochs=recipe.prune_epochs).validate()
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    rows, started = [], time.monotonic()
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    for name in args.clips:
+        clip = read_clip(args.clips_dir, name, full)
+        log(f"== {name}: {clip.n_frames} frames {clip.width}x{clip.height}")
+        model = build_model_config("cnerv", args.size, clip.height, clip.width)
+        report = run(clip.frames, clip.fps, model, FitConfig(epochs=recipe.epochs), rd, device,
+                     source_name=CLIPS[name][0], size=args.size, preset=args.preset, log=log)
+        report["machine"] = describe(device)
+        (args.results_dir / f"rd_{name}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        try:
+            from cnervcodec.rdplot import plot_rd
+
+            plot_rd(plot_curves(report, rd.anchors), args.results_dir / f"rd_{name}.png",
+                    title=f"{name}: {clip.n_frames} frames {clip.width}x{clip.height}, CNeRV {args.size} "
+                          f"{args.preset} on {describe(device)}")
+        except Exception as error:  # the plot is a convenience; the JSON and the table are the result
+            log(f"no plot for {name}: {error}")
+        rows += table_rows(name, report)
+        log(f"   done in {report['seconds']:.0f} s")
+    title = (f"CNeRV {args.size} ({args.preset}: {recipe.epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
+             f"{'/'.join(map(str, rd.bits_ladder))}, prune {'/'.join(f'{p:g}' for p in rd.prune_ladder)}, embed "
+             f"{rd.embed_bits} bits, best {rd.points} points) vs x264/x265 ({args.anchor_preset}, tune psnr, "
+             f"1 thread, CRF ladder covering CNeRV's range), BD {rd.method} on YUV-PSNR 6:1:1; "
+             f"{'full clips' if full else 'clips cut and downscaled for the CPU (frames x W x H)'}; "
+             f"{describe(device)}, torch {torch.__version__}, PyAV {av.__version__}, cnervcodec {__version__}; "
+             f"{time.strftime('%Y-%m-%d')}, {time.monotonic() - started:.0f} s in all")
+    header = ["clip", "frames x W x H", "anchor", "CNeRV bpp", "CNeRV YUV-PSNR dB", "BD-rate (YUV-PSNR)",
+              "BD-PSNR", "BD-rate (MS-SSIM dB)", "overlap PSNR / log-rate"]
+    text = print_table(title, header, rows)
+    if args.md_out:
+        args.md_out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
