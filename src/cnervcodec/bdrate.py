@@ -182,8 +182,8 @@ def interpolate(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     _check_method(method)
-    if x.size < _min_points(method) or x.size != y.size:
-        raise BadInputError(f"the {method} method needs at least {_min_points(method)} (x, y) pairs, "
+    if x.size < min_points(method) or x.size != y.size:
+        raise BadInputError(f"the {method} method needs at least {min_points(method)} (x, y) pairs, "
                             f"got {x.size} x and {y.size} y")
     if method == "cubic":
         return Polynomial(np.polyfit(x, y, 3))
@@ -199,7 +199,7 @@ def _check_method(method: str) -> None:
         raise BadInputError(f"unknown BD method {method!r} (choose {', '.join(METHODS)})")
 
 
-def _min_points(method: str) -> int:
+def min_points(method: str) -> int:
     """A cubic polynomial has four coefficients; the piecewise methods draw a line through two."""
     return 4 if method == "cubic" else 2
 
@@ -219,7 +219,7 @@ def _check_curve(rate: Sequence[float], dist_db: Sequence[float], name: str,
     dist_arr = np.asarray(dist_db, dtype=float).reshape(-1)
     if rate_arr.size != dist_arr.size:
         raise BadInputError(f"{name} curve has {rate_arr.size} rates but {dist_arr.size} distortions")
-    needed = _min_points(method)
+    needed = min_points(method)
     if rate_arr.size < needed:
         hint = " (use pchip or akima for fewer points)" if method == "cubic" else ""
         raise BadInputError(f"{name} curve has {rate_arr.size} point(s); the {method} method needs at least "

@@ -218,6 +218,27 @@ def _monotone(points: list[dict[str, Any]], key: str, who: str, notes: list[str]
     return curve
 
 
+def bracket(anchor: list[dict[str, Any]], test: list[dict[str, Any]], key: str,
+            min_points: int = 2) -> list[dict[str, Any]]:
+    """The anchor points that span the test curve along ``key``: the last at or below its lowest
+    value, the first at or above its highest, and all between.
+
+    The anchor ladder is grown to cover the test curve, so it may reach far beyond it; the BD
+    integral only uses the shared range, and the overlap share (shared / union) should describe how
+    well the curves meet, not how far the ladder happened to run. Needs both curves sorted by rate
+    and monotonic in ``key`` (``pareto``). Widened to ``min_points`` where the method needs more.
+    """
+    if not anchor or not test:
+        return anchor
+    values = [p[key] for p in anchor]
+    lo, hi = min(p[key] for p in test), max(p[key] for p in test)
+    first = max([i for i, v in enumerate(values) if v <= lo], default=0)
+    last = min([i for i, v in enumerate(values) if v >= hi], default=len(anchor) - 1)
+    while last - first + 1 < min(min_points, len(anchor)):
+        first, last = (first - 1, last) if first > 0 else (first, last + 1)
+    return anchor[first:last + 1]
+
+
 def bd_against(anchor_pts: list[dict[str, Any]], cnerv_pts: list[dict[str, Any]], method: str) -> dict[str, Any]:
     """CNeRV's BD-rate (YUV PSNR, RGB PSNR, MS-SSIM dB) and BD-PSNR against one anchor curve.
 
@@ -227,10 +248,13 @@ def bd_against(anchor_pts: list[dict[str, Any]], cnerv_pts: list[dict[str, Any]]
     notes: list[str] = []
     curves = {key: (_monotone(anchor_pts, key, "anchor", notes), _monotone(cnerv_pts, key, "CNeRV", notes))
               for key in (BD_METRIC, "psnr", "ms_ssim")}
-    rate_yuv, overlap, note_rate = _bd(*curves[BD_METRIC], BD_METRIC, method, "rate")
-    psnr_yuv, overlap_log_rate, note_psnr = _bd(*curves[BD_METRIC], BD_METRIC, method, "psnr")
-    rate_rgb, _, note_rgb = _bd(*curves["psnr"], "psnr", method, "rate")
-    rate_ssim, overlap_ssim, note_ssim = _bd(*curves["ms_ssim"], "ms_ssim", method, "rate")
+    need = bdrate.min_points(method)
+    by_quality = {key: (bracket(anchor, test, key, need), test) for key, (anchor, test) in curves.items()}
+    rate_yuv, overlap, note_rate = _bd(*by_quality[BD_METRIC], BD_METRIC, method, "rate")
+    psnr_yuv, overlap_log_rate, note_psnr = _bd(bracket(*curves[BD_METRIC], "bpp", need), curves[BD_METRIC][1],
+                                                BD_METRIC, method, "psnr")
+    rate_rgb, _, note_rgb = _bd(*by_quality["psnr"], "psnr", method, "rate")
+    rate_ssim, overlap_ssim, note_ssim = _bd(*by_quality["ms_ssim"], "ms_ssim", method, "rate")
     notes += [n for n in (note_rate, note_psnr, note_rgb, note_ssim) if n]
     return {"bd_rate_psnr": rate_yuv, "bd_psnr": psnr_yuv, "bd_rate_psnr_rgb": rate_rgb,
             "bd_rate_ms_ssim": rate_ssim, "overlap": overlap, "overlap_log_rate": overlap_log_rate,
