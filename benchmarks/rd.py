@@ -12,6 +12,7 @@ Examples:
   python benchmarks/rd.py --md-out benchmarks/results/rd_cpu.md
   python benchmarks/rd.py --clips foreman carphone --preset fast
   python benchmarks/rd.py --device cuda --full --preset slow --anchor-preset veryslow
+  python benchmarks/rd.py --table-only --md-out benchmarks/results/rd_cpu.md   # re-tabulate saved results
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from cnervcodec import __version__
 from cnervcodec.config import PRESETS, FitConfig, build_model_config
-from cnervcodec.rdcompare import RdSettings, plot_curves, run
+from cnervcodec.rdcompare import RdSettings, bd_against, plot_curves, run
 from cnervcodec.video_io import FrameSelection, RawVideoSpec, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,10 @@ CLIPS = {
     "bikes": ("bikes_640x272.mp4", None, (50, (320, 136))),
     "bigbuckbunny": ("bigbuckbunny_720p.mp4", None, (50, (256, 144))),
 }
+
+
+HEADER = ["clip", "frames x W x H", "anchor", "CNeRV bpp", "CNeRV YUV-PSNR dB", "BD-rate (YUV-PSNR)",
+          "BD-PSNR", "BD-rate (MS-SSIM dB)", "overlap PSNR / log-rate"]
 
 
 def describe(device: torch.device) -> str:
@@ -91,6 +96,25 @@ def print_table(title: str, header: list[str], cells: list[list[str]]) -> str:
     return text
 
 
+def retabulate(args: argparse.Namespace) -> None:
+    """Rebuild the table (and plots) from saved results, BD recomputed by the current ``bd_against``."""
+    rows, header_note = [], ""
+    for name in args.clips:
+        path = args.results_dir / f"rd_{name}.json"
+        if not path.is_file():
+            continue
+        report = json.loads(path.read_text())
+        anchors = [a for a in ("x264", "x265", "av1") if a in report]
+        for anchor in anchors:
+            report[anchor] |= bd_against(report[anchor]["points"], report["cnerv"]["points"], report["method"])
+        path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        rows += table_rows(name, report)
+        header_note = report.get("table_title", header_note)
+    text = print_table(header_note or "RD results", HEADER, rows)
+    if args.md_out:
+        args.md_out.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", nargs="+", default=list(CLIPS), choices=list(CLIPS))
@@ -104,7 +128,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=4)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--md-out", type=Path)
+    parser.add_argument("--table-only", action="store_true",
+                        help="no encoding: recompute the BD metrics from the saved rd_<clip>.json points and tabulate")
     args = parser.parse_args()
+    if args.table_only:
+        retabulate(args)
+        return
 
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
@@ -115,6 +144,13 @@ def main() -> None:
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     rows, started = [], time.monotonic()
     args.results_dir.mkdir(parents=True, exist_ok=True)
+    title = (f"CNeRV {args.size} ({args.preset}: {recipe.epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
+             f"{'/'.join(map(str, rd.bits_ladder))}, prune {'/'.join(f'{p:g}' for p in rd.prune_ladder)}, embed "
+             f"{rd.embed_bits} bits, best {rd.points} points) vs x264/x265 ({args.anchor_preset}, tune psnr, "
+             f"1 thread, CRF ladder covering CNeRV's range), BD {rd.method} on YUV-PSNR 6:1:1; "
+             f"{'full clips' if full else 'clips cut and downscaled for the CPU (frames x W x H)'}; "
+             f"{describe(device)}, torch {torch.__version__}, PyAV {av.__version__}, cnervcodec {__version__}; "
+             f"{time.strftime('%Y-%m-%d')}")
     for name in args.clips:
         clip = read_clip(args.clips_dir, name, full)
         log(f"== {name}: {clip.n_frames} frames {clip.width}x{clip.height}")
@@ -122,6 +158,7 @@ def main() -> None:
         report = run(clip.frames, clip.fps, model, FitConfig(epochs=recipe.epochs), rd, device,
                      source_name=CLIPS[name][0], size=args.size, preset=args.preset, log=log)
         report["machine"] = describe(device)
+        report["table_title"] = title
         (args.results_dir / f"rd_{name}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
         try:
             from cnervcodec.rdplot import plot_rd
@@ -133,16 +170,7 @@ def main() -> None:
             log(f"no plot for {name}: {error}")
         rows += table_rows(name, report)
         log(f"   done in {report['seconds']:.0f} s")
-    title = (f"CNeRV {args.size} ({args.preset}: {recipe.epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
-             f"{'/'.join(map(str, rd.bits_ladder))}, prune {'/'.join(f'{p:g}' for p in rd.prune_ladder)}, embed "
-             f"{rd.embed_bits} bits, best {rd.points} points) vs x264/x265 ({args.anchor_preset}, tune psnr, "
-             f"1 thread, CRF ladder covering CNeRV's range), BD {rd.method} on YUV-PSNR 6:1:1; "
-             f"{'full clips' if full else 'clips cut and downscaled for the CPU (frames x W x H)'}; "
-             f"{describe(device)}, torch {torch.__version__}, PyAV {av.__version__}, cnervcodec {__version__}; "
-             f"{time.strftime('%Y-%m-%d')}, {time.monotonic() - started:.0f} s in all")
-    header = ["clip", "frames x W x H", "anchor", "CNeRV bpp", "CNeRV YUV-PSNR dB", "BD-rate (YUV-PSNR)",
-              "BD-PSNR", "BD-rate (MS-SSIM dB)", "overlap PSNR / log-rate"]
-    text = print_table(title, header, rows)
+    text = print_table(f"{title}, {time.monotonic() - started:.0f} s in all", HEADER, rows)
     if args.md_out:
         args.md_out.write_text(text)
 
