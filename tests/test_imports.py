@@ -29,6 +29,8 @@ FORBIDDEN = {
     "anchors": {"cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
     "rdcompare": {"click", "av", "cnervcodec.video_io", "cnervcodec.cli"},
     "atomic": {"torch", "av", "click", "numpy"},
+    "modelfile": {"torch", "av", "click", "constriction", "cnervcodec.codec", "cnervcodec.model"},
+    "reuse": {"av", "click", "cnervcodec.video_io", "cnervcodec.cli"},
     "audio": {"torch", "cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec", "click"},
 }
 

@@ -29,7 +29,8 @@ from cnervcodec.cli_common import (
 )
 from cnervcodec.cli_bdrate import bd_rate_command
 from cnervcodec.cli_codec import decode_command, encode_command, info_command
-from cnervcodec.errors import CnervError
+from cnervcodec.cli_model import model_group
+from cnervcodec.errors import BadInputError, CnervError
 
 EPILOG_FIT = """\b
 Examples:
@@ -38,6 +39,7 @@ Examples:
   cnerv fit clip.mp4 --arch nerv --holdout 5        # the NeRV baseline at matched size
   cnerv fit cars.yuv --video-size 320x240 --fps 30 -o cars.safetensors
   cnerv fit clip.mp4 -o m.safetensors --resume m.safetensors.ckpt   # continue after Ctrl-C
+  cnerv fit a.mp4 b.mp4 --scale 320x180 -o domain.cnrvm   # a model for new clips: cnerv encode --model
 """
 
 EPILOG_METRICS = """\b
@@ -58,8 +60,10 @@ def cli() -> None:
 
 
 @cli.command("fit", epilog=EPILOG_FIT)
-@click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the fitted model (.safetensors).")
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the fitted model: .cnrvm (for cnerv encode --model) or .safetensors (float, with embeddings).")
+@click.option("--bits", type=click.IntRange(1, 16), default=8, show_default=True, help="Decoder weight bits in a .cnrvm model.")
 @click.option("--arch", type=click.Choice(["cnerv", "nerv"]), default="cnerv", show_default=True, help="CNeRV, or the NeRV baseline at matched size.")
 @click.option("--size", type=click.Choice(list(SIZES)), default="S", show_default=True, help=size_help())
 @click.option("--grid", default="auto", show_default=True, help="Embedding block grid ROWSxCOLS; auto: blocks of at most 240 px.")
@@ -77,7 +81,8 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @input_options
-def fit_command(input_path: str, output: Path | None, arch: str, size: str, grid: str, embed_dim: int | None,
+def fit_command(input_paths: tuple[str, ...], output: Path | None, bits: int, arch: str, size: str, grid: str,
+                embed_dim: int | None,
                 epochs: int, lr: float, batch: int, seed: int, holdout: int, device: str, checkpoint: Path | None,
                 checkpoint_every: float, resume: Path | None, overwrite: bool, as_json: bool, quiet: bool,
                 **input_kw: Any) -> None:
@@ -90,9 +95,11 @@ def fit_command(input_path: str, output: Path | None, arch: str, size: str, grid
 
     opts = InputOptions(**input_kw)
     if output is not None:
-        check_output(output, overwrite, (input_path,))
+        check_output(output, overwrite, input_paths)
+        if output.suffix == ".cnrvm" and arch != "cnerv":
+            raise click.UsageError("a .cnrvm model holds a CNeRV network: drop --arch nerv or write .safetensors")
     ckpt_path = checkpoint or (output.with_name(output.name + ".ckpt") if output is not None else None)
-    clip = read_input(input_path, opts)
+    clip = read_clips(input_paths, opts)
     model_config = build_model_config(arch, size, clip.height, clip.width,
                                       grid=parse_grid(grid, clip.height, clip.width), embed_dim=embed_dim,
                                       n_frames=clip.n_frames)
@@ -103,13 +110,30 @@ def fit_command(input_path: str, output: Path | None, arch: str, size: str, grid
         with StopFlag() as stop:
             report = run_fit(clip, model_config, fit_config, torch_device, progress=progress,
                              checkpoint_path=ckpt_path, checkpoint_every_s=checkpoint_every, resume=resume,
-                             should_stop=stop, output=output, size=size)
+                             should_stop=stop, output=output, size=size, weight_bits=bits)
     finally:
         if progress is not None:
             progress.close()
     if ckpt_path is not None and checkpoint is None and output is not None:
         ckpt_path.unlink(missing_ok=True)
     emit(report, as_json, format_fit_report)
+
+
+def read_clips(paths: tuple[str, ...], opts: InputOptions):
+    """One clip, or several of the same size (after --scale) joined in order: a domain model's training set."""
+    from dataclasses import replace
+
+    import torch
+
+    clips = [read_input(path, opts) for path in paths]
+    sizes = {(c.width, c.height) for c in clips}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{Path(p).name} {c.width}x{c.height}" for p, c in zip(paths, clips))
+        raise BadInputError(f"the inputs differ in size ({listed}): give --scale WxH to bring them to one size")
+    if len(clips) == 1:
+        return clips[0]
+    notes = tuple(n for c in clips for n in c.notes)
+    return replace(clips[0], frames=torch.cat([c.frames for c in clips]), source=" + ".join(paths), notes=notes)
 
 
 @cli.command("metrics", epilog=EPILOG_METRICS)
@@ -150,7 +174,8 @@ def format_fit_report(r: dict[str, Any]) -> str:
     if r["gap_psnr"] is not None:
         lines.append(f"  gap     {r['gap_psnr']:.2f} dB (seen - unseen PSNR)")
     if r.get("model"):
-        lines.append(f"  model written to {r['model']}")
+        sha = f" (SHA-256 {r['model_sha256']})" if r.get("model_sha256") else ""
+        lines.append(f"  model written to {r['model']}{sha}")
     lines.extend(f"  note: {n}" for n in r["notes"])
     return "\n".join(lines)
 
@@ -161,7 +186,7 @@ def format_metrics_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-for _command in (encode_command, decode_command, info_command, bd_rate_command):
+for _command in (encode_command, decode_command, info_command, bd_rate_command, model_group):
     cli.add_command(_command)
 
 

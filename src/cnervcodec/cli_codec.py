@@ -30,6 +30,9 @@ from cnervcodec.config import PRESETS, SIZES, CompressionConfig, FitConfig, buil
 from cnervcodec.errors import BadInputError
 
 MAX_CNRV_BYTES = 4 << 30
+# codec.MAX_INTERPOLATE and codec.INTERPOLATION_MODES, repeated so that --help needs no torch (a test keeps them equal).
+MAX_INTERPOLATE = 16
+INTERPOLATION_MODES = ("linear", "slerp")
 
 EPILOG_ENCODE = """\b
 Examples:
@@ -37,6 +40,8 @@ Examples:
   cnerv encode clip.mp4 -o clip.cnrv --bits 6 --prune 0.2 --json
   cnerv encode big.mp4 -o big.cnrv --scale 640x360 --size M --preset slow
   cnerv encode cars.yuv --video-size 320x240 --fps 30 -o cars.cnrv
+  cnerv encode long.mp4 -o long.cnrv --fit-every 4      # fit on 1 frame in 4, embed all
+  cnerv encode new.mp4 -o new.cnrv --model domain.cnrvm --model-ref   # no fit: embeddings only
 """
 
 EPILOG_DECODE = """\b
@@ -44,6 +49,8 @@ Examples:
   cnerv decode clip.cnrv -o clip.mp4            # H.264, visually lossless (CRF 12), audio muxed back
   cnerv decode clip.cnrv -o clip.y4m            # exact: the decoder's 8-bit RGB frames, bit for bit
   cnerv decode clip.cnrv -o frames/f_%05d.png   # one PNG per frame
+  cnerv decode new.cnrv --model domain.cnrvm -o new.mp4   # a stream encoded with --model-ref
+  cnerv decode clip.cnrv -o clip4x.mp4 --interpolate 4 --interp slerp   # 4x the frame rate, same duration
 """
 
 EPILOG_INFO = """\b
@@ -89,6 +96,13 @@ def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
 @click.option("--lr", type=click.FloatRange(min=1e-8, max=1.0), default=2e-3, show_default=True, help="Peak learning rate.")
 @click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Frames per step.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--fit-every", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Fit on every K-th frame (0, K, 2K, ...), embed all: faster encodes; unseen frames are reported separately.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="Encode with a trained .cnrvm model (cnerv fit -o M.cnrvm): no fit, embeddings only, in one forward pass.")
+@click.option("--model-ref", is_flag=True, help="With --model: store only the model's SHA-256, not its decoder (decode --model).")
+@click.option("--refine-embeddings", type=click.IntRange(0, 10_000), default=0, show_default=True,
+              help="With --model: N passes of gradient steps on the embeddings alone (decoder frozen), for quality at the same rate.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-y", "--overwrite", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -96,7 +110,8 @@ def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
 @input_options
 def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, prune: float, size: str, preset: str,
                    epochs: int | None, grid: str, embed_dim: int | None, lr: float, batch: int, seed: int,
-                   device: str, overwrite: bool, as_json: bool, quiet: bool, **input_kw: Any) -> None:
+                   fit_every: int, model_path: str | None, model_ref: bool, refine_embeddings: int, device: str,
+                   overwrite: bool, as_json: bool, quiet: bool, **input_kw: Any) -> None:
     """Fit a CNeRV network to INPUT, prune, quantize and entropy-code it into OUT.cnrv.
 
     Reports the size (bytes, bpp: every byte of the file) and the quality of the frames the
@@ -109,12 +124,19 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
     started = time.monotonic()
     opts = InputOptions(**input_kw)
     check_output(output, overwrite, (input_path,))
+    if model_path is None and (model_ref or refine_embeddings):
+        raise click.UsageError("--model-ref and --refine-embeddings need --model MODEL.cnrvm")
+    if model_path is not None:
+        _check_model_options()
+        _encode_with_model(input_path, output, model_path, model_ref, refine_embeddings, embed_bits, device,
+                           as_json, opts, started)
+        return
     clip = read_input(input_path, opts)
     recipe = PRESETS[preset]
     settings = EncodeSettings(
         model=build_model_config("cnerv", size, clip.height, clip.width,
                                  grid=parse_grid(grid, clip.height, clip.width), embed_dim=embed_dim),
-        fit=FitConfig(epochs=epochs or recipe.epochs, lr=lr, batch=batch, seed=seed).validate(),
+        fit=FitConfig(epochs=epochs or recipe.epochs, lr=lr, batch=batch, seed=seed, fit_every=fit_every).validate(),
         compression=CompressionConfig(weight_bits=bits, embed_bits=embed_bits, prune=prune,
                                       prune_epochs=recipe.prune_epochs).validate(),
     )
@@ -139,8 +161,75 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
         "psnr": quality.psnr, "psnr_yuv": quality.psnr_yuv, "ms_ssim": quality.ms_ssim,
         "encode_seconds": round(time.monotonic() - started, 3),
     }
+    if fit_every > 1:
+        report.update(_seen_unseen_quality(clip.frames, result.decoded, settings.fit))
+        report["fit_seconds"] = round(result.fit_seconds, 3)
     notes = list(clip.notes) + ([quality.note] if quality.note else [])
     emit(report, as_json, lambda r: _format_encode(r, output, notes))
+
+
+FIT_OPTIONS = ("bits", "prune", "size", "preset", "epochs", "grid", "embed_dim", "lr", "batch", "seed", "fit_every")
+
+
+def _check_model_options() -> None:
+    """With --model nothing is fitted: options that only shape a fit are refused, not silently ignored."""
+    ctx = click.get_current_context()
+    given = [name for name in FIT_OPTIONS
+             if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise click.UsageError(f"{flags}: these shape a fit, and --model skips fitting (the model fixes the network "
+                               "and its weight bits); drop them or drop --model")
+
+
+def _encode_with_model(input_path: str, output: Path, model_path: str, model_ref: bool, refine_steps: int,
+                       embed_bits: int, device: str, as_json: bool, opts: InputOptions, started: float) -> None:
+    """``encode --model``: embeddings of every frame from the model's encoder layer, no fit."""
+    from cnervcodec.cli_model import read_model_path
+    from cnervcodec.container import ColorInfo, write_container
+    from cnervcodec.metrics import bpp, quality_report
+    from cnervcodec.reuse import check_frame_size, encode_with_model
+
+    model_file = read_model_path(model_path)[0]
+    clip = read_input(input_path, opts)
+    check_frame_size(model_file, clip.width, clip.height)
+    metadata = {"encoder": f"cnervcodec {__version__}", "source": Path(input_path).name,
+                "settings": {"model": model_file.sha256.hex(), "model_ref": model_ref,
+                             "refine_embeddings": refine_steps, "embed_bits": embed_bits}}
+    result = encode_with_model(clip.frames, clip.fps, model_file, CompressionConfig(embed_bits=embed_bits).validate(),
+                               choose_device(device), model_ref=model_ref, refine_steps=refine_steps,
+                               color=ColorInfo(*clip.color), audio=_audio_for(input_path, opts, clip), metadata=metadata)
+    data = write_container(result.container)
+    atomic_write_bytes(output, data)
+    quality = quality_report(clip.frames, result.decoded)
+    report = {
+        "frames": clip.n_frames, "width": clip.width, "height": clip.height, "fps": str(clip.fps),
+        "bytes": len(data), "bpp": bpp(len(data), clip.n_frames, clip.height, clip.width),
+        "psnr": quality.psnr, "psnr_yuv": quality.psnr_yuv, "ms_ssim": quality.ms_ssim,
+        "encode_seconds": round(time.monotonic() - started, 3),
+        "model": model_file.sha256.hex(), "model_ref": model_ref, "refine_embeddings": refine_steps,
+        "embed_seconds": round(result.fit_seconds, 3),
+    }
+    notes = list(clip.notes) + ([quality.note] if quality.note else [])
+    if model_ref:
+        notes.append(f"decoder not stored: decode with --model {model_path} (SHA-256 {model_file.sha256.hex()[:16]}...)")
+    emit(report, as_json, lambda r: _format_encode(r, output, notes))
+
+
+def _seen_unseen_quality(frames_u8, decoded_u8, fit_config: FitConfig) -> dict[str, Any]:
+    """``--fit-every``: the decoded frames scored apart by whether the fit trained on them, since
+    unseen frames rely on the encoder generalizing and are usually the worse ones."""
+    from cnervcodec.fit import training_split
+    from cnervcodec.metrics import quality_report
+
+    report: dict[str, Any] = {"fit_every": fit_config.fit_every}
+    for name, indices in zip(("seen", "unseen"), training_split(frames_u8.shape[0], fit_config)):
+        scores = {"psnr": None, "psnr_yuv": None, "ms_ssim": None}
+        if len(indices) > 0:
+            q = quality_report(frames_u8[indices], decoded_u8[indices])
+            scores = {"psnr": q.psnr, "psnr_yuv": q.psnr_yuv, "ms_ssim": q.ms_ssim}
+        report[name] = {"frames": len(indices), **scores}
+    return report
 
 
 def _format_encode(r: dict[str, Any], output: Path, notes: list[str]) -> str:
@@ -150,8 +239,18 @@ def _format_encode(r: dict[str, Any], output: Path, notes: list[str]) -> str:
         f"  quality  PSNR {r['psnr']:.2f} dB  PSNR-YUV {r['psnr_yuv']:.2f} dB  MS-SSIM {r['ms_ssim']:.4f} (decoded from the file)",
         f"  time     {r['encode_seconds']:.1f} s",
     ]
+    if "fit_every" in r:
+        lines.append(f"  fit      every {r['fit_every']} frames, {r['fit_seconds']:.1f} s: "
+                     f"seen {_psnr_text(r['seen'])}, unseen {_psnr_text(r['unseen'])}")
+    if "model" in r:
+        lines.append(f"  model    {r['model'][:16]}... (no fit: embeddings in {r['embed_seconds']:.2f} s"
+                     f"{', refined ' + str(r['refine_embeddings']) + ' passes' if r['refine_embeddings'] else ''})")
     lines.extend(f"  note: {n}" for n in notes)
     return "\n".join(lines)
+
+
+def _psnr_text(q: dict[str, Any]) -> str:
+    return f"{q['frames']} frames PSNR {q['psnr']:.2f} dB" if q["psnr"] is not None else f"{q['frames']} frames"
 
 
 @click.command("decode", epilog=EPILOG_DECODE)
@@ -161,35 +260,69 @@ def _format_encode(r: dict[str, Any], output: Path, notes: list[str]) -> str:
 @click.option("--crf", type=click.IntRange(0, 51), default=None, help="H.264 quality for .mp4/.mkv [default: 12, visually lossless].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Frames rebuilt per batch.")
+@click.option("--interpolate", type=click.IntRange(1, MAX_INTERPOLATE), default=1, show_default=True, metavar="N",
+              help="N times the frame rate, same duration: N-1 frames decoded from blended embeddings between "
+                   "each pair of frames, the last frame held. 1: off.")
+@click.option("--interp", type=click.Choice(INTERPOLATION_MODES), default="linear", show_default=True,
+              help="How --interpolate blends embeddings: straight (linear), or each block's vector turned "
+                   "along a great circle with its length blended linearly (slerp).")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="The .cnrvm model a stream encoded with --model-ref refers to (checked by its SHA-256).")
 @click.option("-y", "--overwrite", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def decode_command(input_path: str, output: Path, crf: int | None, device: str, batch: int, overwrite: bool,
-                   as_json: bool) -> None:
+def decode_command(input_path: str, output: Path, crf: int | None, device: str, batch: int, interpolate: int,
+                   interp: str, model_path: str | None, overwrite: bool, as_json: bool) -> None:
     """Rebuild the video in IN.cnrv and write it to OUT (format by extension).
 
     Restores the original size, frame count and exact frame rate, and muxes the input's audio back
     when the file carries it. Frames are rebuilt in batches and streamed to the muxer.
+    --interpolate N writes N times as many frames at N times the rate (so the audio stays in sync):
+    every N-th frame is the plain decode, the ones between are decoded from blended embeddings.
     """
-    from cnervcodec.codec import decoding_network, render_frames
+    from cnervcodec.codec import check_interpolation, decoding_network, render_interpolated
     from cnervcodec.container import read_container
     from cnervcodec.video_out import check_can_write, open_video_writer
 
     started = time.monotonic()
     check_can_write(output, overwrite, [input_path])
     container = read_container(read_cnrv_bytes(input_path))
+    if model_path is not None or container.model_ref is not None:
+        container = _with_model(container, model_path)
     header = container.header
+    check_interpolation(interpolate, interp, header.model.arch)
     network = decoding_network(container)
-    with open_video_writer(output, width=header.model.width, height=header.model.height, fps=header.fps,
+    fps = header.fps * interpolate
+    with open_video_writer(output, width=header.model.width, height=header.model.height, fps=fps,
                            audio=container.audio, crf=crf) as writer:
-        for frames in render_frames(network, choose_device(device), batch=batch):
+        for frames in render_interpolated(network, interpolate, interp, choose_device(device), batch=batch):
             writer.write(frames)
     seconds = time.monotonic() - started
-    report = {"frames": header.n_frames, "decode_seconds": round(seconds, 3), "fps": str(header.fps),
-              "frames_per_second": round(header.n_frames / seconds, 2) if seconds > 0 else None}
+    n_frames = writer.frames_written
+    report = {"frames": n_frames, "decode_seconds": round(seconds, 3), "fps": str(fps),
+              "frames_per_second": round(n_frames / seconds, 2) if seconds > 0 else None}
     notes = list(writer.notes)
+    if interpolate > 1:
+        report.update(source_frames=header.n_frames, interpolate=interpolate, interp=interp)
+        notes.append(f"the last frame is held for {interpolate - 1} more frames (it has nothing to interpolate "
+                     f"towards), so the video keeps its {float(header.n_frames / header.fps):.3f} s")
     emit(report, as_json, lambda r: "\n".join(
-        [f"{output}: {r['frames']} frames at {r['fps']} fps, decoded in {r['decode_seconds']:.2f} s "
-         f"({r['frames_per_second']} frames/s)"] + [f"  note: {n}" for n in notes]))
+        [f"{output}: {r['frames']} frames at {r['fps']} fps{_interpolation_text(r)}, decoded in "
+         f"{r['decode_seconds']:.2f} s ({r['frames_per_second']} frames/s)"] + [f"  note: {n}" for n in notes]))
+
+
+def _with_model(container, model_path: str | None):
+    """A stream that refers to a model gets its decoder from the model file (hash checked)."""
+    from cnervcodec.cli_model import read_model_path
+    from cnervcodec.reuse import attach_model
+
+    model_file = read_model_path(model_path)[0] if model_path is not None else None
+    return attach_model(container, model_file, model_path or "the model")
+
+
+def _interpolation_text(r: dict[str, Any]) -> str:
+    if "interpolate" not in r:
+        return ""
+    return f" ({r['source_frames']} coded frames x {r['interpolate']}, {r['interp']} interpolation)"
 
 
 @click.command("info", epilog=EPILOG_INFO)

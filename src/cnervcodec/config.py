@@ -239,7 +239,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
-    """The training recipe: loss mix, Adam, warm-up + cosine schedule, batches, seed."""
+    """The training recipe: loss mix, Adam, warm-up + cosine schedule, batches, seed, training frames."""
 
     epochs: int = 100
     lr: float = 2e-3
@@ -249,6 +249,9 @@ class FitConfig:
     l1_weight: float = 0.7  # alpha in alpha * L1 + (1 - alpha) * (1 - SSIM)
     seed: int = 0
     holdout: int = 0  # keep 1 frame in every `holdout` out of training (0: train on all)
+    # Train on frames 0, K, 2K, ... only (1: every frame). Unlike `holdout`, this is an encoder speed
+    # setting: CNeRV's encoder still embeds every frame from its content, so the file holds them all.
+    fit_every: int = 1
 
     def validate(self) -> FitConfig:
         _check_int("epochs", self.epochs, 1, 1_000_000)
@@ -260,6 +263,9 @@ class FitConfig:
         _check_int("seed", self.seed, 0, 2**63 - 1)
         if self.holdout == 1 or not 0 <= self.holdout <= 1_000_000:
             raise BadInputError(f"--holdout must be 0 (off) or at least 2, got {self.holdout}")
+        _check_int("fit_every", self.fit_every, 1, 1000)
+        if self.holdout and self.fit_every > 1:
+            raise BadInputError("--holdout and --fit-every both choose the training frames: pass one or the other")
         return self
 
     def to_dict(self) -> dict[str, Any]:

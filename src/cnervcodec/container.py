@@ -25,7 +25,8 @@ from cnervcodec.errors import BadInputError, CorruptContainerError, UnsupportedV
 
 SIGNATURE = b"\x89CNV\r\n\x1a\n"
 MAJOR_VERSION = 1
-MINOR_VERSION = 0
+MINOR_VERSION = 1  # 1.1 added MREF; files without MREF are still written as 1.0
+MODEL_HASH_BYTES = 32  # SHA-256
 
 CODER_RAW = 0  # fixed-width bits, no model: for tiny tensors where a model costs more than it saves
 CODER_CATEGORICAL = 1  # constriction ANS with a categorical model from the symbol counts
@@ -34,7 +35,8 @@ CODER_NAMES = ("raw", "categorical")  # indexed by coder id
 AXIS_TENSOR = -1  # one (offset, scale) pair for the whole tensor
 
 CHUNK_HEAD, CHUNK_DECO, CHUNK_EMBD, CHUNK_AUDIO, CHUNK_META, CHUNK_END = "HEAD", "DECO", "EMBD", "audi", "meta", "FEND"
-CHUNK_ORDER = (CHUNK_HEAD, CHUNK_DECO, CHUNK_EMBD, CHUNK_AUDIO, CHUNK_META, CHUNK_END)  # writer order = known types
+CHUNK_MREF = "MREF"  # in place of DECO: the SHA-256 of the .cnrvm model that holds the decoder
+CHUNK_ORDER = (CHUNK_HEAD, CHUNK_DECO, CHUNK_MREF, CHUNK_EMBD, CHUNK_AUDIO, CHUNK_META, CHUNK_END)  # writer order = known types
 
 PACKET_KEYFRAME, PACKET_HAS_PTS, PACKET_HAS_DTS = 0x01, 0x02, 0x04
 
@@ -54,11 +56,26 @@ MAX_PACKETS = 10_000_000
 MAX_PACKET_BYTES = 1 << 20
 
 _U32 = (1 << 32) - 1
-_LARGEST_F32_BELOW_1 = 1.0 - 2.0**-24  # prune_fraction < 1 as a closed range
+LARGEST_F32_BELOW_1 = 1.0 - 2.0**-24  # prune_fraction < 1 as a closed range
 _PREAMBLE_BYTES = len(SIGNATURE) + 2  # signature, major, minor
 _PACKET_FIXED_BYTES = 25  # flags, pts, dts, duration, size
 # The signature after CRLF->LF, LF->CRLF and high-bit-stripping transfers: worth a hint in the message.
 _TEXT_MODE_SIGNATURES = (b"\x89CNV\n\x1a\n", b"\x89CNV\r\r\n\x1a\r\n", b"\x09CNV\r\n\x1a\n")
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """What tells one chunked file type from another: the ``.cnrv`` stream and the ``.cnrvm`` model
+    share the framing (preamble, chunks, CRCs, bounded reads) and differ in these."""
+
+    label: str  # the extension, as messages name the file type
+    signature: bytes  # 8 bytes
+    major: int
+    minor: int
+    text_mode_signatures: tuple[bytes, ...]  # the signature after text-mode transfers
+
+
+CNRV_FORMAT = FileFormat(".cnrv", SIGNATURE, MAJOR_VERSION, MINOR_VERSION, _TEXT_MODE_SIGNATURES)
 
 
 @dataclass(frozen=True)
@@ -158,6 +175,7 @@ class Container:
     metadata: dict[str, Any] = field(default_factory=dict)
     version: tuple[int, int] = (MAJOR_VERSION, MINOR_VERSION)
     chunks: tuple[ChunkInfo, ...] = ()  # filled by read_container
+    model_ref: bytes | None = None  # MREF: the decoder is in the model file with this SHA-256; decoder is ()
 
 
 def symbol_stream_nbytes(stream: SymbolStream) -> int:
@@ -182,10 +200,15 @@ def write_container(container: Container) -> bytes:
     _require(isinstance(container.header.fps, Fraction), "fps must be a Fraction")
     metadata = container.metadata
     _require(isinstance(metadata, dict) and all(isinstance(k, str) for k in metadata), "metadata needs str keys")
+    if container.model_ref is not None:
+        _require(isinstance(container.model_ref, bytes) and len(container.model_ref) == MODEL_HASH_BYTES
+                 and not container.decoder, f"a model reference is {MODEL_HASH_BYTES} bytes and replaces the decoder")
+    else:
+        _require(len(container.decoder) >= 1, "no decoder tensors and no model reference")
     for i, record in enumerate(container.decoder):
-        _check_tensor(record, f"decoder tensor {i}")
+        check_tensor(record, f"decoder tensor {i}")
     if container.embeddings is not None:
-        _check_tensor(container.embeddings, "embeddings")
+        check_tensor(container.embeddings, "embeddings")
     try:
         data = _encode(container)
     except (struct.error, TypeError, ValueError, OverflowError, AttributeError) as exc:
@@ -203,7 +226,7 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(f"cannot write .cnrv: {message}")
 
 
-def _check_tensor(record: TensorRecord, what: str) -> None:
+def check_tensor(record: TensorRecord, what: str) -> None:
     quant, stream, shape = record.quant, record.stream, record.shape
     _require(isinstance(shape, tuple) and 1 <= len(shape) <= MAX_NDIM and isinstance(quant.bits, int)
              and isinstance(quant.axis, int) and AXIS_TENSOR <= quant.axis < len(shape), f"{what}: bad shape or axis")
@@ -226,8 +249,11 @@ def _check_tensor(record: TensorRecord, what: str) -> None:
 
 
 def _encode(container: Container) -> bytes:
-    deco = struct.pack("<H", len(container.decoder)) + b"".join(map(_encode_tensor, container.decoder))
-    chunks = [(CHUNK_HEAD, _encode_head(container.header)), (CHUNK_DECO, deco)]
+    chunks = [(CHUNK_HEAD, _encode_head(container.header))]
+    if container.model_ref is None:
+        chunks.append((CHUNK_DECO, encode_decoder(container.decoder)))
+    else:
+        chunks.append((CHUNK_MREF, container.model_ref))
     if container.embeddings is not None:
         chunks.append((CHUNK_EMBD, _encode_tensor(container.embeddings)))
     if container.audio is not None:
@@ -236,20 +262,37 @@ def _encode(container: Container) -> bytes:
         text = json.dumps(container.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False)
         chunks.append((CHUNK_META, text.encode("ascii")))
     chunks.append((CHUNK_END, b""))
+    return frame_chunks(CNRV_FORMAT, chunks, minor=1 if container.model_ref is not None else 0)
+
+
+def encode_decoder(records: tuple[TensorRecord, ...]) -> bytes:
+    """The DECO payload: tensor count, then each tensor record (also the model file's DECO)."""
+    return struct.pack("<H", len(records)) + b"".join(map(_encode_tensor, records))
+
+
+def frame_chunks(fmt: FileFormat, chunks: list[tuple[str, bytes]], minor: int | None = None) -> bytes:
+    """Preamble, then each (type, payload) as length, type, payload, CRC32 of type and payload."""
     framed = (struct.pack("<I", len(p)) + k.encode() + p + struct.pack("<I", zlib.crc32(k.encode() + p))
               for k, p in chunks)
-    return SIGNATURE + bytes((MAJOR_VERSION, MINOR_VERSION)) + b"".join(framed)
+    return fmt.signature + bytes((fmt.major, fmt.minor if minor is None else minor)) + b"".join(framed)
 
 
 def _encode_head(header: StreamHeader) -> bytes:
-    model, emb, color, fps = header.model, header.model.embedding, header.color, header.fps
+    model, color, fps = header.model, header.color, header.fps
     padded_h, padded_w = model.padded_size
-    n_stages = len(model.strides)
     return b"".join((
         struct.pack("<IHHHHII", header.n_frames, model.width, model.height, padded_w, padded_h,
                     fps.numerator, fps.denominator),
         struct.pack("<6Bf", color.color_range, color.matrix, color.primaries, color.transfer,
                     header.weight_bits, header.embed_bits, header.prune_fraction),
+        encode_model_config(model),
+    ))
+
+
+def encode_model_config(model: ModelConfig) -> bytes:
+    """The network config fields (HEAD from offset 24; also the model file's MHDR)."""
+    emb, n_stages = model.embedding, len(model.strides)
+    return b"".join((
         struct.pack("<3BHBd", ARCHS.index(model.arch), emb.grid[0], emb.grid[1], emb.dim, emb.freqs, emb.base),
         struct.pack("<4B", ACTIVATIONS.index(model.activation), OUT_ACTIVATIONS.index(model.out_activation),
                     model.head_kernel, n_stages),
@@ -291,7 +334,7 @@ def _encode_audio(track: AudioTrack) -> bytes:
     return b"".join(bytes(part) for part in parts)
 
 
-# --- Reading: every read goes through a bounds-checked _Cursor, and nothing is allocated before ---
+# --- Reading: every read goes through a bounds-checked ChunkCursor, and nothing is allocated before ---
 # --- its size is known to fit in what the payload still holds.                                 ---
 
 
@@ -308,62 +351,65 @@ def read_container(data: bytes) -> Container:
 def chunk_table(data: bytes) -> tuple[ChunkInfo, ...]:
     """Every chunk with its CRC status, payloads unparsed; raises only when the framing is unreadable."""
     view = memoryview(data).cast("B")
-    _read_preamble(view)
-    return tuple(info for info, _ in _walk_chunks(view))
+    read_preamble(view)
+    return tuple(info for info, _ in walk_chunks(view))
 
 
-def _read_preamble(view: memoryview) -> tuple[int, int]:
+def read_preamble(view: memoryview, fmt: FileFormat = CNRV_FORMAT) -> tuple[int, int]:
     """Check size, signature and major version; returns (major, minor)."""
+    label = fmt.label
     if len(view) > MAX_FILE_BYTES:
-        raise CorruptContainerError(f"corrupt .cnrv: {len(view)} bytes exceed the {MAX_FILE_BYTES}-byte limit")
+        raise CorruptContainerError(f"corrupt {label}: {len(view)} bytes exceed the {MAX_FILE_BYTES}-byte limit")
     head = bytes(view[:_PREAMBLE_BYTES])
     if not head:
-        raise CorruptContainerError("not a .cnrv file (empty file)")
-    if not head.startswith(SIGNATURE) and not (len(head) < len(SIGNATURE) and SIGNATURE.startswith(head)):
-        hint = "; was it transferred in text mode?" if head.startswith(_TEXT_MODE_SIGNATURES) else ""
-        raise CorruptContainerError(f"not a .cnrv file (wrong signature){hint}")
+        raise CorruptContainerError(f"not a {label} file (empty file)")
+    if not head.startswith(fmt.signature) and not (len(head) < len(fmt.signature) and fmt.signature.startswith(head)):
+        hint = "; was it transferred in text mode?" if head.startswith(fmt.text_mode_signatures) else ""
+        raise CorruptContainerError(f"not a {label} file (wrong signature){hint}")
     if len(head) < _PREAMBLE_BYTES:
-        raise CorruptContainerError("truncated .cnrv: file ends inside the signature and version (10 bytes)")
-    if head[8] != MAJOR_VERSION:
-        advice = ": upgrade cnervcodec" if head[8] > MAJOR_VERSION else ""
-        raise UnsupportedVersionError(f"this .cnrv file was written by format version {head[8]}.x; "
-                                      f"this cnervcodec reads {MAJOR_VERSION}.x{advice}")
+        raise CorruptContainerError(f"truncated {label}: file ends inside the signature and version (10 bytes)")
+    if head[8] != fmt.major:
+        advice = ": upgrade cnervcodec" if head[8] > fmt.major else ""
+        raise UnsupportedVersionError(f"this {label} file was written by format version {head[8]}.x; "
+                                      f"this cnervcodec reads {fmt.major}.x{advice}")
     return head[8], head[9]
 
 
-def _walk_chunks(view: memoryview) -> Iterator[tuple[ChunkInfo, int]]:
+def walk_chunks(view: memoryview, fmt: FileFormat = CNRV_FORMAT) -> Iterator[tuple[ChunkInfo, int]]:
     """Each chunk's ChunkInfo and payload offset, up to FEND; raises on framing errors, not on CRCs."""
+    label = fmt.label
     pos, after = _PREAMBLE_BYTES, "before the first chunk"
     while True:
         left = len(view) - pos
         if left < 8:
             raise CorruptContainerError(
-                f"truncated .cnrv: file ends at byte {pos} {after}, without the FEND chunk" if not left
-                else f"truncated .cnrv: file ends inside a chunk header at byte {pos} (needs {8 - left} more bytes)")
+                f"truncated {label}: file ends at byte {pos} {after}, without the FEND chunk" if not left
+                else f"truncated {label}: file ends inside a chunk header at byte {pos} (needs {8 - left} more bytes)")
         length, raw_type = struct.unpack_from("<I4s", view, pos)
         if not (raw_type.isalpha() and raw_type.isascii()):
-            raise CorruptContainerError(f"corrupt .cnrv: invalid chunk type {raw_type!r} at byte {pos}")
+            raise CorruptContainerError(f"corrupt {label}: invalid chunk type {raw_type!r} at byte {pos}")
         kind, end = raw_type.decode("ascii"), pos + 12 + length
         if end > len(view):
-            raise CorruptContainerError(f"truncated .cnrv: file ends inside chunk {kind} at byte {pos} "
+            raise CorruptContainerError(f"truncated {label}: file ends inside chunk {kind} at byte {pos} "
                                         f"(needs {end - len(view)} more bytes)")
         crc_ok = zlib.crc32(view[pos + 4 : end - 4]) == struct.unpack_from("<I", view, end - 4)[0]
         if kind == CHUNK_END and length:
-            raise CorruptContainerError(f"corrupt .cnrv: chunk FEND at byte {pos} has {length} payload bytes, needs 0")
+            raise CorruptContainerError(f"corrupt {label}: chunk FEND at byte {pos} has {length} payload bytes, needs 0")
         yield ChunkInfo(kind, pos, length, crc_ok, kind[0].isupper()), pos + 8
         if kind == CHUNK_END:
             if end != len(view):
-                raise CorruptContainerError(f"corrupt .cnrv: {len(view) - end} bytes after the FEND chunk "
+                raise CorruptContainerError(f"corrupt {label}: {len(view) - end} bytes after the FEND chunk "
                                             f"at byte {pos}")
             return
         pos, after = end, f"after chunk {kind}"
 
 
-class _Cursor:
+class ChunkCursor:
     """Bounds-checked reads from one chunk's payload; its errors name the chunk and the field's byte."""
 
-    def __init__(self, view: memoryview, info: ChunkInfo, start: int) -> None:
+    def __init__(self, view: memoryview, info: ChunkInfo, start: int, label: str = ".cnrv") -> None:
         self.view, self.info, self.pos, self.end = view, info, start, start + info.length
+        self.label = label
 
     @property
     def remaining(self) -> int:
@@ -371,7 +417,7 @@ class _Cursor:
 
     def fail(self, what: str, at: int | None = None) -> NoReturn:
         where = self.pos if at is None else at
-        raise CorruptContainerError(f"corrupt .cnrv: chunk {self.info.kind} at byte {self.info.offset}: {what} "
+        raise CorruptContainerError(f"corrupt {self.label}: chunk {self.info.kind} at byte {self.info.offset}: {what} "
                                     f"(byte {where})")
 
     def take(self, n_bytes: int, what: str) -> memoryview:
@@ -406,22 +452,24 @@ class _Cursor:
 
 
 def _parse(view: memoryview) -> Container:
-    version = _read_preamble(view)
+    version = read_preamble(view)
     parts: dict[str, Any] = {}
     infos: list[ChunkInfo] = []
-    for info, start in _walk_chunks(view):
+    for info, start in walk_chunks(view):
         infos.append(info)
         if not info.crc_ok:
             raise CorruptContainerError(f"corrupt .cnrv: chunk {info.kind} at byte {info.offset} fails its CRC check")
-        _read_chunk(_Cursor(view, info, start), parts, version)
-    for kind in (CHUNK_DECO, CHUNK_EMBD) if parts[CHUNK_HEAD].model.arch == "cnerv" else (CHUNK_DECO,):
-        if kind not in parts:
-            raise CorruptContainerError(f"corrupt .cnrv: no {kind} chunk before FEND at byte {infos[-1].offset}")
-    return Container(parts[CHUNK_HEAD], parts[CHUNK_DECO], parts.get(CHUNK_EMBD), parts.get(CHUNK_AUDIO),
-                     parts.get(CHUNK_META, {}), version, tuple(infos))
+        _read_chunk(ChunkCursor(view, info, start), parts, version)
+    if (CHUNK_DECO in parts) == (CHUNK_MREF in parts):
+        what = "both DECO and MREF chunks" if CHUNK_DECO in parts else "no DECO (or MREF) chunk"
+        raise CorruptContainerError(f"corrupt .cnrv: {what} before FEND at byte {infos[-1].offset}")
+    if parts[CHUNK_HEAD].model.arch == "cnerv" and CHUNK_EMBD not in parts:
+        raise CorruptContainerError(f"corrupt .cnrv: no EMBD chunk before FEND at byte {infos[-1].offset}")
+    return Container(parts[CHUNK_HEAD], parts.get(CHUNK_DECO, ()), parts.get(CHUNK_EMBD), parts.get(CHUNK_AUDIO),
+                     parts.get(CHUNK_META, {}), version, tuple(infos), parts.get(CHUNK_MREF))
 
 
-def _read_chunk(cur: _Cursor, parts: dict[str, Any], version: tuple[int, int]) -> None:
+def _read_chunk(cur: ChunkCursor, parts: dict[str, Any], version: tuple[int, int]) -> None:
     """Check the chunk's place in the file, then parse it into ``parts`` (or skip an unknown skippable one)."""
     kind, offset = cur.info.kind, cur.info.offset
     if CHUNK_HEAD not in parts and kind != CHUNK_HEAD:
@@ -431,15 +479,16 @@ def _read_chunk(cur: _Cursor, parts: dict[str, Any], version: tuple[int, int]) -
     if kind == CHUNK_HEAD:
         parts[kind] = _read_head(cur)
     elif kind == CHUNK_DECO:
-        count = cur.number("<H", "n_tensors", 1, MAX_TENSORS)
-        parts[kind] = tuple(_read_tensor(cur, f"tensor {i}") for i in range(count))
+        parts[kind] = read_decoder(cur)
+    elif kind == CHUNK_MREF:
+        parts[kind] = bytes(cur.take(MODEL_HASH_BYTES, "model SHA-256"))
         cur.expect_end()
     elif kind == CHUNK_EMBD:
         parts[kind] = _read_embeddings(cur, parts[CHUNK_HEAD])
     elif kind == CHUNK_AUDIO:
         parts[kind] = _read_audio(cur)
     elif kind == CHUNK_META:
-        parts[kind] = _read_meta(cur)
+        parts[kind] = read_meta(cur)
     elif kind[0].isupper() and kind != CHUNK_END:
         ours = f"{MAJOR_VERSION}.{MINOR_VERSION}"
         if version[1] > MINOR_VERSION:
@@ -451,22 +500,30 @@ def _read_chunk(cur: _Cursor, parts: dict[str, Any], version: tuple[int, int]) -
                                     f"format {ours}")
 
 
-def _read_head(cur: _Cursor) -> StreamHeader:
+def read_decoder(cur: ChunkCursor) -> tuple[TensorRecord, ...]:
+    """A DECO payload: 1..MAX_TENSORS tensor records filling the chunk exactly."""
+    count = cur.number("<H", "n_tensors", 1, MAX_TENSORS)
+    records = tuple(_read_tensor(cur, f"tensor {i}") for i in range(count))
+    cur.expect_end()
+    return records
+
+
+def _read_head(cur: ChunkCursor) -> StreamHeader:
     n_frames = cur.number("<I", "n_frames", 1, MAX_FRAMES)
     width, height = cur.number("<H", "width", 1, MAX_SIDE_PX), cur.number("<H", "height", 1, MAX_SIDE_PX)
     padded_at, (padded_w, padded_h) = cur.pos, cur.unpack("<HH", "padded size")
     fps = Fraction(cur.number("<I", "fps numerator", 1, _U32), cur.number("<I", "fps denominator", 1, _U32))
     color = ColorInfo(*cur.unpack("<4B", "colour codes"))
     weight_bits, embed_bits = cur.number("<B", "weight_bits", 1, MAX_BITS), cur.number("<B", "embed_bits", 1, MAX_BITS)
-    prune = cur.number("<f", "prune_fraction", 0.0, _LARGEST_F32_BELOW_1)
-    model = _read_model(cur, width, height)
+    prune = cur.number("<f", "prune_fraction", 0.0, LARGEST_F32_BELOW_1)
+    model = read_model_config(cur, width, height)
     if model.padded_size != (padded_h, padded_w):
         cur.fail(f"padded size {padded_w}x{padded_h} != {model.padded_size[1]}x{model.padded_size[0]} "
                  "computed from the network config", padded_at)
     return StreamHeader(model, n_frames, fps, color, weight_bits, embed_bits, prune)  # extra bytes: newer minor
 
 
-def _read_model(cur: _Cursor, width: int, height: int) -> ModelConfig:
+def read_model_config(cur: ChunkCursor, width: int, height: int) -> ModelConfig:
     """The network config fields of HEAD, validated by ModelConfig itself so that its limits live in one place."""
     at, arch = cur.pos, cur.enum("arch", ARCHS)
     rows, cols, dim, freqs = cur.unpack("<BBHB", "embedding grid, dim and freqs")
@@ -487,7 +544,7 @@ def _read_model(cur: _Cursor, width: int, height: int) -> ModelConfig:
         cur.fail(f"invalid network config: {exc}", at)
 
 
-def _read_tensor(cur: _Cursor, what: str) -> TensorRecord:
+def _read_tensor(cur: ChunkCursor, what: str) -> TensorRecord:
     ndim = cur.number("<B", f"{what} ndim", 1, MAX_NDIM)
     at, shape = cur.pos, cur.unpack(f"<{ndim}I", f"{what} shape")
     if min(shape) < 1 or math.prod(shape) > MAX_TENSOR_VALUES:
@@ -503,7 +560,7 @@ def _read_tensor(cur: _Cursor, what: str) -> TensorRecord:
     return TensorRecord(shape, quant, _read_stream(cur, math.prod(shape), bits, what))
 
 
-def _read_stream(cur: _Cursor, n_values: int, bits: int, what: str) -> SymbolStream:
+def _read_stream(cur: ChunkCursor, n_values: int, bits: int, what: str) -> SymbolStream:
     coder = cur.number("<B", f"{what} coder", 0, len(CODER_NAMES) - 1)
     cur.number("<I", f"{what} n_symbols", n_values, n_values)
     if coder == CODER_RAW:
@@ -523,7 +580,7 @@ def _read_stream(cur: _Cursor, n_values: int, bits: int, what: str) -> SymbolStr
     return SymbolStream(CODER_CATEGORICAL, n_values, payload, first_symbol, counts)
 
 
-def _read_varints(cur: _Cursor, count: int, what: str) -> np.ndarray:
+def _read_varints(cur: ChunkCursor, count: int, what: str) -> np.ndarray:
     """``count`` minimal LEB128 varints of at most 5 bytes and 32 bits, as uint32."""
     if count > cur.remaining:
         cur.fail(f"{what}: {count} varints need at least {count} bytes but the chunk has {cur.remaining} left")
@@ -543,7 +600,7 @@ def _read_varints(cur: _Cursor, count: int, what: str) -> np.ndarray:
     return values
 
 
-def _read_embeddings(cur: _Cursor, header: StreamHeader) -> TensorRecord:
+def _read_embeddings(cur: ChunkCursor, header: StreamHeader) -> TensorRecord:
     if header.model.arch != "cnerv":
         cur.fail("a nerv stream has no embeddings", cur.info.offset)
     grid = header.model.embedding.grid
@@ -555,7 +612,7 @@ def _read_embeddings(cur: _Cursor, header: StreamHeader) -> TensorRecord:
     return record
 
 
-def _read_audio(cur: _Cursor) -> AudioTrack:
+def _read_audio(cur: ChunkCursor) -> AudioTrack:
     codec = cur.ascii("codec", 1)
     rate = cur.number("<I", "sample_rate", 1, MAX_SAMPLE_RATE_HZ)
     channels = cur.number("<H", "channels", 1, MAX_CHANNELS)
@@ -571,7 +628,7 @@ def _read_audio(cur: _Cursor) -> AudioTrack:
     return AudioTrack(codec, rate, channels, layout, sample_format, time_base, bit_rate, extradata, packets)
 
 
-def _read_packet(cur: _Cursor, index: int) -> AudioPacket:
+def _read_packet(cur: ChunkCursor, index: int) -> AudioPacket:
     at, (flags, pts, dts, duration) = cur.pos, cur.unpack("<BqqI", f"packet {index}")
     if flags & ~(PACKET_KEYFRAME | PACKET_HAS_PTS | PACKET_HAS_DTS):
         cur.fail(f"packet {index} has reserved flag bits set ({flags:#04x})", at)
@@ -582,7 +639,7 @@ def _read_packet(cur: _Cursor, index: int) -> AudioPacket:
                        duration, bool(flags & PACKET_KEYFRAME), data)
 
 
-def _read_meta(cur: _Cursor) -> dict[str, Any]:
+def read_meta(cur: ChunkCursor) -> dict[str, Any]:
     if cur.remaining > MAX_META_BYTES:
         cur.fail(f"metadata of {cur.remaining} bytes exceeds {MAX_META_BYTES}")
     at = cur.pos

@@ -51,6 +51,7 @@ def run_fit(
     should_stop: Callable[[], bool] = lambda: False,
     output: Path | None = None,
     size: str = "",
+    weight_bits: int = 8,
 ) -> dict[str, Any]:
     """Fit ``clip`` (a ``video_io.VideoClip``), measure seen/unseen quality, optionally save the model."""
     try:
@@ -97,7 +98,24 @@ def run_fit(
         "model": str(output) if output is not None else None,
         "notes": notes,
     }
-    if output is not None:
+    if output is not None and output.suffix == ".cnrvm":
+        report["model_sha256"] = save_model_file(output, result, weight_bits, report)
+    elif output is not None:
         embeddings = cnerv_embeddings(result)
         save_model(output, result.network.cpu(), embeddings, {"fit": report, "fit_config": result.config.to_dict()})
     return report
+
+
+def save_model_file(output: Path, result: FitResult, weight_bits: int, report: dict[str, Any]) -> str:
+    """Write the fit as a .cnrvm model (decoder quantized to ``weight_bits``); returns its hash."""
+    from cnervcodec import __version__
+    from cnervcodec.atomic import atomic_write_bytes
+    from cnervcodec.config import CompressionConfig
+    from cnervcodec.modelfile import write_model_file
+    from cnervcodec.reuse import model_file_from_fit
+
+    metadata = {"encoder": f"cnervcodec {__version__}", "trained_on": report["input"],
+                "fit": result.config.to_dict(), "seen": report["seen"], "unseen": report["unseen"]}
+    model_file = model_file_from_fit(result, CompressionConfig(weight_bits=weight_bits), metadata)
+    atomic_write_bytes(output, write_model_file(model_file))
+    return model_file.sha256.hex()

@@ -95,6 +95,24 @@ def holdout_split(n_frames: int, holdout: int) -> tuple[torch.Tensor, torch.Tens
     return seen, indices[unseen_mask]
 
 
+def fit_every_split(n_frames: int, fit_every: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seen and unseen frame indices with ``fit_every`` K: frames 0, K, 2K, ... are seen, the rest unseen.
+
+    Starting at frame 0 means a clip of any length has a seen frame; an epoch costs 1/K of a full
+    one, and CNeRV's content-adaptive encoder still embeds the unseen frames in one forward pass.
+    """
+    indices = torch.arange(n_frames)
+    seen_mask = indices % max(1, fit_every) == 0
+    return indices[seen_mask], indices[~seen_mask]
+
+
+def training_split(n_frames: int, config: FitConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (seen, unseen) frame indices ``config`` trains on: by ``fit_every`` or ``holdout`` (never both)."""
+    if config.fit_every > 1:
+        return fit_every_split(n_frames, config.fit_every)
+    return holdout_split(n_frames, config.holdout)
+
+
 def lr_at(step: int, total_steps: int, config: FitConfig) -> float:
     """Linear warm-up over ``warmup_frac`` of the steps, then cosine decay to ``lr * min_lr_frac``."""
     warmup_steps = int(config.warmup_frac * total_steps)
@@ -141,7 +159,7 @@ class _Trainer:
         self.network = network.to(device).to(memory_format=torch.channels_last)
         model_config = network.config
         self.inputs = network_inputs(model_config.arch, model_config.embedding, model_config.padded_size, self.frames)
-        self.seen, self.unseen = holdout_split(frames_u8.shape[0], config.holdout)
+        self.seen, self.unseen = training_split(frames_u8.shape[0], config)
         self.steps_per_epoch = math.ceil(len(self.seen) / config.batch)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr)
@@ -294,7 +312,8 @@ def fine_tune(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> FitResult:
     """Continue training an already fitted ``network`` (its encoder statistics kept), calling
-    ``after_step`` after every optimizer step: pruning holds its masks this way."""
+    ``after_step`` after every optimizer step: pruning holds its masks this way. It trains on the
+    frames ``fit_config`` selects, so a recipe derived from the fit's own config keeps its split."""
     trainer = _Trainer(frames_u8, network, fit_config.validate(), device)
     trainer.after_step = after_step
     after_step()

@@ -1,0 +1,257 @@
+"""Model files (.cnrvm) and streams that refer to them (MREF): bytes, hash, corruption, reuse.
+
+A model is only useful if (a) it reads back exactly (the encoder's float32 values decide the
+embeddings of every new frame), (b) its hash identifies the decoder and nothing else, so a stream
+that refers to it decodes with the full model or with the decode-only export, and refuses any
+other, and (c) a damaged file is refused with the container's own errors, like a damaged .cnrv.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from cnervcodec import modelfile, reuse
+from cnervcodec.codec import decoding_network
+from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
+from cnervcodec.container import read_container, write_container
+from cnervcodec.errors import BadInputError, CorruptContainerError, UnsupportedVersionError
+from cnervcodec.fit import fit
+
+FPS = Fraction(25)
+CPU = torch.device("cpu")
+
+
+def moving_frames(n_frames: int, height: int = 32, width: int = 48, phase: float = 0.0) -> torch.Tensor:
+    y, x = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    frames = []
+    for t in range(n_frames):
+        s = phase + 0.15 * t
+        rgb = torch.stack([torch.sin(6 * x + s), torch.cos(5 * y - s), torch.sin(4 * (x + y) + 2 * s)])
+        frames.append(((rgb * 0.5 + 0.5) * 255).round().to(torch.uint8))
+    return torch.stack(frames)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    torch.set_num_threads(1)
+    frames = moving_frames(6)
+    config = build_model_config("cnerv", "S", 32, 48)
+    return fit(frames, config, FitConfig(epochs=2), CPU)
+
+
+@pytest.fixture(scope="module")
+def model(fitted):
+    return reuse.model_file_from_fit(fitted, CompressionConfig(weight_bits=6), {"trained_on": "moving"})
+
+
+@pytest.fixture(scope="module")
+def model_bytes(model):
+    return modelfile.write_model_file(model)
+
+
+# ------------------------------------------------------------------------------------ the file
+
+
+def test_round_trip_keeps_every_value(model, model_bytes):
+    back = modelfile.read_model_file(model_bytes)
+    assert back.model == model.model and back.weight_bits == 6 and back.metadata == {"trained_on": "moving"}
+    for name in modelfile.ENCODER_FIELDS:
+        assert np.array_equal(back.encoder[name], model.encoder[name])
+    assert back.sha256 == model.sha256
+    assert modelfile.write_model_file(back) == model_bytes  # canonical: read then write is the identity
+
+
+def test_signature_and_chunk_order(model_bytes):
+    assert model_bytes.startswith(b"\x89CNM\r\n\x1a\n\x01\x00")
+    kinds, pos = [], 10
+    while pos < len(model_bytes):
+        (length,) = struct.unpack_from("<I", model_bytes, pos)
+        kinds.append(model_bytes[pos + 4:pos + 8].decode())
+        pos += 12 + length
+    assert kinds == ["MHDR", "ENCO", "DECO", "meta", "FEND"]
+
+
+def test_encoder_arrays_reproduce_the_fitted_embeddings(fitted, model):
+    frames = moving_frames(6)
+    with torch.no_grad():
+        expected = fitted.network.encoder(fitted.inputs).float()
+    got = reuse.embed_frames(frames, model, CPU)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_hash_covers_the_decoder_only(model):
+    assert model.sha256 == replace(model, metadata={"other": 1}).sha256
+    assert model.sha256 == replace(model, encoder=None).sha256
+    changed = model.decoder[0]
+    stream = replace(changed.stream, payload=bytes([changed.stream.payload[0] ^ 1]) + changed.stream.payload[1:])
+    assert replace(model, decoder=(replace(changed, stream=stream),) + model.decoder[1:]).sha256 != model.sha256
+    assert replace(model, weight_bits=7).sha256 != model.sha256
+
+
+def test_writer_refuses_what_a_reader_would(model):
+    nerv = replace(model, model=replace(model.model, arch="nerv"))
+    with pytest.raises(ValueError, match="only cnerv"):
+        modelfile.write_model_file(nerv)
+    bad = dict(model.encoder, raw_std=np.zeros_like(model.encoder["raw_std"]))
+    with pytest.raises(ValueError, match="raw_std"):
+        modelfile.write_model_file(replace(model, encoder=bad))
+    with pytest.raises(ValueError, match="shape"):
+        modelfile.write_model_file(replace(model, encoder=dict(model.encoder, bias=np.zeros(3, np.float32))))
+
+
+# ------------------------------------------------------------------------------ damaged files
+
+
+def test_a_cnrv_is_not_a_model(model, fitted):
+    result = reuse.encode_with_model(moving_frames(3), FPS, model, CompressionConfig(), CPU)
+    with pytest.raises(CorruptContainerError, match=r"not a \.cnrvm file \(wrong signature\)"):
+        modelfile.read_model_file(write_container(result.container))
+
+
+def test_unknown_major_is_unsupported(model_bytes):
+    with pytest.raises(UnsupportedVersionError, match=r"\.cnrvm file was written by format version 2"):
+        modelfile.read_model_file(model_bytes[:8] + b"\x02" + model_bytes[9:])
+
+
+def test_every_truncation_is_refused(model_bytes):
+    step = max(1, len(model_bytes) // 400)  # every byte of the framing, and a spread through the payloads
+    offsets = sorted(set(range(0, 200)) | set(range(0, len(model_bytes), step)) | {len(model_bytes) - 1})
+    for cut in offsets:
+        with pytest.raises(CorruptContainerError):
+            modelfile.read_model_file(model_bytes[:cut])
+
+
+def test_random_bit_flips_raise_only_container_errors(model_bytes):
+    rng = random.Random(0)
+    for _ in range(300):
+        data = bytearray(model_bytes)
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        try:
+            modelfile.read_model_file(bytes(data))
+        except (CorruptContainerError, UnsupportedVersionError):
+            pass
+
+
+def _rebuild(model_bytes: bytes, edit) -> bytes:
+    """Split into chunks, let ``edit`` change the list, reframe with fresh CRCs."""
+    chunks, pos = [], 10
+    while pos < len(model_bytes):
+        (length,) = struct.unpack_from("<I", model_bytes, pos)
+        chunks.append((model_bytes[pos + 4:pos + 8].decode(), model_bytes[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+    from cnervcodec.container import frame_chunks
+
+    return frame_chunks(modelfile.MODEL_FORMAT, edit(chunks))
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda c: [c[0]] + c[2:], "has_encoder=True but the file lacks an ENCO chunk"),
+    (lambda c: [c[0], (c[1][0], c[1][1][:-4])] + c[2:], "the encoder needs"),
+    (lambda c: [c[0], c[1]] + c[3:], "no DECO chunk"),
+    (lambda c: [c[1], c[0]] + c[2:], "first chunk is ENCO"),
+    (lambda c: c[:1] + [("XTRA", b"")] + c[1:], "critical but unknown to model format 1.0"),
+    (lambda c: [(c[0][0], bytes([0x81]) + c[0][1][1:])] + c[1:], "reserved flag bits"),
+    (lambda c: [(c[0][0], c[0][1][:6] + b"\x00\x00" + c[0][1][8:])] + c[1:], "width 0"),
+])
+def test_structural_damage_is_named(model_bytes, edit, match):
+    with pytest.raises(CorruptContainerError, match=match):
+        modelfile.read_model_file(_rebuild(model_bytes, edit))
+
+
+def test_unknown_skippable_chunk_is_ignored(model_bytes, model):
+    data = _rebuild(model_bytes, lambda c: c[:3] + [("xtra", b"hello")] + c[3:])
+    assert modelfile.read_model_file(data).sha256 == model.sha256
+
+
+def test_non_finite_encoder_values_are_refused(model_bytes):
+    def poison(chunks):
+        kind, payload = chunks[1]
+        return [chunks[0], (kind, struct.pack("<f", float("nan")) + payload[4:])] + chunks[2:]
+
+    with pytest.raises(CorruptContainerError, match="encoder raw_mean has non-finite"):
+        modelfile.read_model_file(_rebuild(model_bytes, poison))
+
+
+# --------------------------------------------------------------------- streams that refer (MREF)
+
+
+@pytest.fixture(scope="module")
+def new_clip():
+    return moving_frames(4, phase=1.3)  # frames the model never saw
+
+
+def test_referring_stream_is_small_and_decodes_like_the_standalone_one(model, new_clip):
+    alone = reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU)
+    ref = reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU, model_ref=True)
+    alone_bytes, ref_bytes = write_container(alone.container), write_container(ref.container)
+    assert len(ref_bytes) < len(alone_bytes) // 10
+    parsed = read_container(ref_bytes)
+    assert parsed.version == (1, 1) and parsed.model_ref == model.sha256 and parsed.decoder == ()
+    assert read_container(alone_bytes).version == (1, 0)
+    assert torch.equal(reuse.render_stream(reuse.attach_model(parsed, model), CPU), alone.decoded)
+    assert torch.equal(ref.decoded, alone.decoded)
+
+
+def test_referring_stream_needs_the_right_model(model, new_clip):
+    ref = read_container(write_container(
+        reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU, model_ref=True).container))
+    expected = model.sha256.hex()
+    with pytest.raises(BadInputError, match=f"SHA-256 {expected}: pass --model"):
+        decoding_network(ref)
+    with pytest.raises(BadInputError, match=f"SHA-256 {expected}: pass --model"):
+        reuse.attach_model(ref, None)
+    other = replace(model, weight_bits=7)
+    with pytest.raises(BadInputError, match=f"needs the model with SHA-256 {expected}, m2 is {other.sha256.hex()}"):
+        reuse.attach_model(ref, other, "m2")
+    decode_only = reuse.model_file_from_container(
+        read_container(write_container(reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU).container)), {})
+    assert decode_only.sha256 == model.sha256  # the export decodes streams that refer to the full model
+    from cnervcodec.container import encode_decoder
+
+    assert encode_decoder(reuse.attach_model(ref, decode_only).decoder) == encode_decoder(model.decoder)
+
+
+def test_container_mref_rules(model, new_clip):
+    container = reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU, model_ref=True).container
+    with pytest.raises(ValueError, match="replaces the decoder"):
+        write_container(replace(container, decoder=model.decoder))
+    with pytest.raises(ValueError, match="32 bytes"):
+        write_container(replace(container, model_ref=b"short"))
+    data = write_container(container)
+    mref_at = data.index(b"MREF") - 4
+    longer = data[:mref_at] + _frame("MREF", container.model_ref + b"\x00") + data[mref_at + 44:]
+    with pytest.raises(CorruptContainerError, match="unexpected bytes"):
+        read_container(longer)
+    deco = write_container(reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU).container)
+    deco_chunk = deco[deco.index(b"DECO") - 4:deco.index(b"EMBD") - 4]
+    both = data[:mref_at + 44] + deco_chunk + data[mref_at + 44:]
+    with pytest.raises(CorruptContainerError, match="both DECO and MREF"):
+        read_container(both)
+
+
+def _frame(kind: str, payload: bytes) -> bytes:
+    import zlib
+
+    return struct.pack("<I", len(payload)) + kind.encode() + payload + struct.pack("<I", zlib.crc32(kind.encode() + payload))
+
+
+def test_model_refuses_frames_of_another_size_and_decode_only_refuses_encoding(model):
+    with pytest.raises(BadInputError, match="fitted at 48x32 and this input is 64x32: use --scale 48x32"):
+        reuse.encode_with_model(moving_frames(2, 32, 64), FPS, model, CompressionConfig(), CPU)
+    with pytest.raises(BadInputError, match="decode-only"):
+        reuse.encode_with_model(moving_frames(2), FPS, replace(model, encoder=None), CompressionConfig(), CPU)
+
+
+def test_refining_embeddings_does_not_hurt(model, new_clip):
+    from cnervcodec.metrics import quality_report
+
+    plain = reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(embed_bits=8), CPU)
+    refined = reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(embed_bits=8), CPU, refine_steps=10)
+    assert quality_report(new_clip, refined.decoded).psnr > quality_report(new_clip, plain.decoded).psnr
