@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,3 +34,30 @@ def moving_scene(n_frames: int = 10, height: int = 36, width: int = 52, seed: in
 @pytest.fixture
 def scene() -> torch.Tensor:
     return moving_scene()
+
+
+def run_cnerv(capsys, *args: str) -> tuple[int, str, str]:
+    """``cnerv ARGS`` in this process (no interpreter start per call): (exit status, stdout, stderr)."""
+    from cnervcodec.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def write_y4m(path: Path, frames_u8, width: int, height: int) -> None:
+    """8-bit 4:4:4 Y4M from (T, 3, H, W) RGB (BT.601 limited range), written by hand."""
+    rgb = np.asarray(frames_u8, dtype=np.float64)
+    with open(path, "wb") as handle:
+        handle.write(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C444\n".encode())
+        for r, g, b in rgb:
+            y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+            u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+            v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+            handle.write(b"FRAME\n")
+            for plane in (y, u, v):
+                handle.write(np.clip(np.round(plane), 0, 255).astype(np.uint8).tobytes())

@@ -31,12 +31,11 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cnervcodec import rdcompare
 from cnervcodec.errors import BadInputError
-from conftest import moving_scene
+from conftest import moving_scene, run_cnerv, write_y4m
 
 DATA = Path(__file__).resolve().parent / "data"
 VECTOR = json.loads((DATA / "bdrate_example.json").read_text())
@@ -53,38 +52,11 @@ def cnerv(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cnervcodec", *args], capture_output=True, text=True, timeout=300)
 
 
-def cnerv_in_process(capsys, *args: str) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of ``cnerv ARGS`` run through ``cli.main`` in this process."""
-    from cnervcodec.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def assert_one_error_line(err: str) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("cnerv: error: "), err
     assert "Traceback" not in err and "internal error" not in err, err
-
-
-def write_y4m(path: Path, frames_u8, width: int, height: int) -> None:
-    """8-bit 4:4:4 Y4M from (T, 3, H, W) RGB (BT.601 limited range), written by hand."""
-    rgb = np.asarray(frames_u8, dtype=np.float64)
-    with open(path, "wb") as handle:
-        handle.write(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C444\n".encode())
-        for r, g, b in rgb:
-            y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-            u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-            v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
-            handle.write(b"FRAME\n")
-            for plane in (y, u, v):
-                handle.write(np.clip(np.round(plane), 0, 255).astype(np.uint8).tobytes())
 
 
 def write_curve(path: Path, rates, psnrs) -> Path:
@@ -192,7 +164,7 @@ def test_bad_curve_files_exit_1(tmp_path):
     (("--bits-ladder", "8,x"), "--bits-ladder"),
 ], ids=["unknown-anchor", "ladder-too-small", "ladder-not-numbers"])
 def test_bad_options_exit_1(capsys, clip, extra, hint):
-    code, out, err = cnerv_in_process(capsys, "bd-rate", str(clip), *extra, "-q")
+    code, out, err = run_cnerv(capsys, "bd-rate", str(clip), *extra, "-q")
     assert code == 1, err
     assert_one_error_line(err)
     assert hint in err and out == ""
@@ -202,7 +174,7 @@ def test_bad_options_exit_1(capsys, clip, extra, hint):
 def test_existing_output_is_kept_without_y(capsys, tmp_path, clip, option):
     target = tmp_path / ("old.json" if option == "--out" else "old.png")
     target.write_bytes(b"keep me")
-    code, out, err = cnerv_in_process(capsys, "bd-rate", str(clip), option, str(target), "--epochs", "1", "-q")
+    code, out, err = run_cnerv(capsys, "bd-rate", str(clip), option, str(target), "--epochs", "1", "-q")
     assert code == 1, err
     assert_one_error_line(err)
     assert "-y" in err and out == ""
@@ -212,7 +184,7 @@ def test_existing_output_is_kept_without_y(capsys, tmp_path, clip, option):
 def test_odd_frame_size_exits_1(capsys, tmp_path):
     odd = tmp_path / "odd.y4m"
     write_y4m(odd, moving_scene(3, 49, 65), 65, 49)
-    code, out, err = cnerv_in_process(capsys, "bd-rate", str(odd), "--anchors", "x264", "--epochs", "1", "-q")
+    code, out, err = run_cnerv(capsys, "bd-rate", str(odd), "--anchors", "x264", "--epochs", "1", "-q")
     assert code == 1, err
     assert_one_error_line(err)
     assert "65x49" in err and "odd" in err and out == ""

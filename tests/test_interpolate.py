@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from conftest import run_cnerv
 
 from cnervcodec.codec import (
     INTERPOLATION_MODES,
@@ -141,19 +142,6 @@ def cnrv(tmp_path_factory):
     path = tmp_path_factory.mktemp("interp") / "tiny.cnrv"
     path.write_bytes(write_container(result.container))
     return path
-
-
-def run_cnerv(capsys, *args: str) -> tuple[int, str, str]:
-    """``cnerv ARGS`` in this process (no interpreter start per call): (exit status, stdout, stderr)."""
-    from cnervcodec.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("mode", INTERPOLATION_MODES)

@@ -255,3 +255,90 @@ def test_refining_embeddings_does_not_hurt(model, new_clip):
     plain = reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(embed_bits=8), CPU)
     refined = reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(embed_bits=8), CPU, refine_steps=10)
     assert quality_report(new_clip, refined.decoded).psnr > quality_report(new_clip, plain.decoded).psnr
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory):
+    """A training clip, a new clip of the same size, and a model fitted with ``cnerv fit -o .cnrvm``."""
+    from conftest import write_y4m
+
+    folder = tmp_path_factory.mktemp("models")
+    train, new = folder / "train.y4m", folder / "new.y4m"
+    write_y4m(train, moving_frames(4), 48, 32)
+    write_y4m(new, moving_frames(3, phase=2.0), 48, 32)
+    return folder, train, new
+
+
+def test_model_commands_end_to_end(cli_files, capsys):
+    import json
+
+    from conftest import run_cnerv
+
+    folder, train, new = cli_files
+    model = folder / "m.cnrvm"
+    code, out, err = run_cnerv(capsys, "fit", str(train), str(train), "--epochs", "1", "--device", "cpu",
+                               "-o", str(model), "--json", "-q")
+    assert code == 0, err
+    fit_report = json.loads(out)
+    assert fit_report["input"]["frames"] == 8  # two clips joined: a domain model's training set
+    code, out, _ = run_cnerv(capsys, "model", "info", str(model), "--json")
+    info = json.loads(out)
+    assert code == 0 and info["sha256"] == fit_report["model_sha256"] and info["has_encoder"]
+    assert info["bytes"] == model.stat().st_size
+
+    ref = folder / "new_ref.cnrv"
+    code, out, err = run_cnerv(capsys, "encode", str(new), "--model", str(model), "--model-ref", "-o", str(ref),
+                               "--device", "cpu", "--json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["bytes"] == ref.stat().st_size and report["model"] == info["sha256"] and report["model_ref"]
+    alone = folder / "new_alone.cnrv"
+    assert run_cnerv(capsys, "encode", str(new), "--model", str(model), "-o", str(alone), "--device", "cpu")[0] == 0
+    assert alone.stat().st_size > 20 * ref.stat().st_size
+
+    code, _, err = run_cnerv(capsys, "decode", str(ref), "-o", str(folder / "no_model.y4m"))
+    assert code == 1 and info["sha256"] in err and "--model" in err
+    assert not (folder / "no_model.y4m").exists()
+    out_ref, out_alone = folder / "ref.y4m", folder / "alone.y4m"
+    assert run_cnerv(capsys, "decode", str(ref), "--model", str(model), "-o", str(out_ref))[0] == 0
+    assert run_cnerv(capsys, "decode", str(alone), "-o", str(out_alone))[0] == 0
+    assert out_ref.read_bytes() == out_alone.read_bytes()
+
+    exported = folder / "exported.cnrvm"
+    code, out, _ = run_cnerv(capsys, "model", "export", str(alone), "-o", str(exported), "--json")
+    assert code == 0 and json.loads(out)["sha256"] == info["sha256"]
+    assert run_cnerv(capsys, "decode", str(ref), "--model", str(exported), "-o", str(folder / "e.y4m"))[0] == 0
+    code, _, err = run_cnerv(capsys, "encode", str(new), "--model", str(exported), "-o", str(folder / "x.cnrv"))
+    assert code == 1 and "decode-only" in err
+
+    other = folder / "other.cnrvm"
+    assert run_cnerv(capsys, "fit", str(new), "--epochs", "1", "--device", "cpu", "-o", str(other), "-q")[0] == 0
+    code, _, err = run_cnerv(capsys, "decode", str(ref), "--model", str(other), "-o", str(folder / "w.y4m"))
+    assert code == 1 and f"needs the model with SHA-256 {info['sha256']}" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model-ref"], "need --model"),
+    (["--refine-embeddings", "3"], "need --model"),
+    (["--model", "M", "--bits", "6"], "--bits: these shape a fit"),
+    (["--model", "M", "--epochs", "3", "--prune", "0.2"], "--prune, --epochs: these shape a fit"),
+])
+def test_encode_model_option_conflicts_are_usage_errors(cli_files, capsys, args, message):
+    from conftest import run_cnerv
+
+    folder, _, new = cli_files
+    args = [str(folder / "m.cnrvm") if a == "M" else a for a in args]
+    code, _, err = run_cnerv(capsys, "encode", str(new), "-o", str(folder / "c.cnrv"), *args)
+    assert code == 2 and message in err
+
+
+def test_model_info_refuses_a_cnrv(cli_files, capsys, tmp_path):
+    from conftest import run_cnerv
+
+    not_model = tmp_path / "x.cnrvm"
+    not_model.write_bytes(b"\x89CNV\r\n\x1a\n\x01\x00")
+    code, _, err = run_cnerv(capsys, "model", "info", str(not_model))
+    assert code == 3 and "not a .cnrvm file" in err
