@@ -118,8 +118,7 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
     decoder will rebuild from the file, not of the float model.
     """
     from cnervcodec.codec import EncodeSettings, encode, encode_metadata
-    from cnervcodec.container import ColorInfo, write_container
-    from cnervcodec.metrics import bpp, quality_report
+    from cnervcodec.container import ColorInfo
 
     started = time.monotonic()
     opts = InputOptions(**input_kw)
@@ -152,6 +151,19 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
     finally:
         if progress is not None:
             progress.close()
+    report, quality = _write_and_score(result, output, clip, started)
+    if fit_every > 1:
+        report.update(_seen_unseen_quality(clip.frames, result.decoded, settings.fit))
+        report["fit_seconds"] = round(result.fit_seconds, 3)
+    notes = list(clip.notes) + ([quality.note] if quality.note else [])
+    emit(report, as_json, lambda r: _format_encode(r, output, notes))
+
+
+def _write_and_score(result, output: Path, clip, started: float) -> tuple[dict[str, Any], Any]:
+    """Write the .cnrv and measure what its decoder rebuilds: the report every encode prints."""
+    from cnervcodec.container import write_container
+    from cnervcodec.metrics import bpp, quality_report
+
     data = write_container(result.container)
     atomic_write_bytes(output, data)
     quality = quality_report(clip.frames, result.decoded)
@@ -161,11 +173,7 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
         "psnr": quality.psnr, "psnr_yuv": quality.psnr_yuv, "ms_ssim": quality.ms_ssim,
         "encode_seconds": round(time.monotonic() - started, 3),
     }
-    if fit_every > 1:
-        report.update(_seen_unseen_quality(clip.frames, result.decoded, settings.fit))
-        report["fit_seconds"] = round(result.fit_seconds, 3)
-    notes = list(clip.notes) + ([quality.note] if quality.note else [])
-    emit(report, as_json, lambda r: _format_encode(r, output, notes))
+    return report, quality
 
 
 FIT_OPTIONS = ("bits", "prune", "size", "preset", "epochs", "grid", "embed_dim", "lr", "batch", "seed", "fit_every")
@@ -186,8 +194,7 @@ def _encode_with_model(input_path: str, output: Path, model_path: str, model_ref
                        embed_bits: int, device: str, as_json: bool, opts: InputOptions, started: float) -> None:
     """``encode --model``: embeddings of every frame from the model's encoder layer, no fit."""
     from cnervcodec.cli_model import read_model_path
-    from cnervcodec.container import ColorInfo, write_container
-    from cnervcodec.metrics import bpp, quality_report
+    from cnervcodec.container import ColorInfo
     from cnervcodec.reuse import check_frame_size, encode_with_model
 
     model_file = read_model_path(model_path)[0]
@@ -199,17 +206,9 @@ def _encode_with_model(input_path: str, output: Path, model_path: str, model_ref
     result = encode_with_model(clip.frames, clip.fps, model_file, CompressionConfig(embed_bits=embed_bits).validate(),
                                choose_device(device), model_ref=model_ref, refine_steps=refine_steps,
                                color=ColorInfo(*clip.color), audio=_audio_for(input_path, opts, clip), metadata=metadata)
-    data = write_container(result.container)
-    atomic_write_bytes(output, data)
-    quality = quality_report(clip.frames, result.decoded)
-    report = {
-        "frames": clip.n_frames, "width": clip.width, "height": clip.height, "fps": str(clip.fps),
-        "bytes": len(data), "bpp": bpp(len(data), clip.n_frames, clip.height, clip.width),
-        "psnr": quality.psnr, "psnr_yuv": quality.psnr_yuv, "ms_ssim": quality.ms_ssim,
-        "encode_seconds": round(time.monotonic() - started, 3),
-        "model": model_file.sha256.hex(), "model_ref": model_ref, "refine_embeddings": refine_steps,
-        "embed_seconds": round(result.fit_seconds, 3),
-    }
+    report, quality = _write_and_score(result, output, clip, started)
+    report.update(model=model_file.sha256.hex(), model_ref=model_ref, refine_embeddings=refine_steps,
+                  embed_seconds=round(result.fit_seconds, 3))
     notes = list(clip.notes) + ([quality.note] if quality.note else [])
     if model_ref:
         notes.append(f"decoder not stored: decode with --model {model_path} (SHA-256 {model_file.sha256.hex()[:16]}...)")
