@@ -342,3 +342,16 @@ def test_model_info_refuses_a_cnrv(cli_files, capsys, tmp_path):
     not_model.write_bytes(b"\x89CNV\r\n\x1a\n\x01\x00")
     code, _, err = run_cnerv(capsys, "model", "info", str(not_model))
     assert code == 3 and "not a .cnrvm file" in err
+
+
+def test_a_model_given_where_a_stream_belongs_gets_a_hint(capsys, model_bytes, tmp_path):
+    from conftest import run_cnerv
+
+    from cnervcodec.cli_codec import MODEL_FILE_SIGNATURE
+
+    assert MODEL_FILE_SIGNATURE == modelfile.MODEL_SIGNATURE
+    path = tmp_path / "m.cnrvm"
+    path.write_bytes(model_bytes)
+    for command in (["info", str(path)], ["decode", str(path), "-o", str(tmp_path / "x.y4m")]):
+        code, _, err = run_cnerv(capsys, *command)
+        assert code == 1 and "is a .cnrvm model, not a video stream" in err

@@ -30,6 +30,7 @@ from cnervcodec.config import PRESETS, SIZES, CompressionConfig, FitConfig, buil
 from cnervcodec.errors import BadInputError
 
 MAX_CNRV_BYTES = 4 << 30
+MODEL_FILE_SIGNATURE = b"\x89CNM\r\n\x1a\n"  # modelfile.MODEL_SIGNATURE, without importing numpy for it
 # codec.MAX_INTERPOLATE and codec.INTERPOLATION_MODES, repeated so that --help needs no torch (a test keeps them equal).
 MAX_INTERPOLATE = 16
 INTERPOLATION_MODES = ("linear", "slerp")
@@ -67,7 +68,11 @@ def read_cnrv_bytes(path: str) -> bytes:
         raise BadInputError(f"{path}: no such file")
     if file.stat().st_size > MAX_CNRV_BYTES:
         raise BadInputError(f"{path}: larger than {MAX_CNRV_BYTES} bytes, not a .cnrv file")
-    return file.read_bytes()
+    data = file.read_bytes()
+    if data.startswith(MODEL_FILE_SIGNATURE):
+        raise BadInputError(f"{path} is a .cnrvm model, not a video stream: see cnerv model info, "
+                            "or give it to encode/decode with --model")
+    return data
 
 
 def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
