@@ -210,6 +210,8 @@ def test_nerv_stream_refuses_interpolation(tmp_path, capsys):
     output = tmp_path / "n.y4m"
     code, _, err = run_cnerv(capsys, "decode", str(path), "-o", str(output), "--interpolate", "2")
     assert code == 1 and "cannot interpolate a nerv stream" in err and not output.exists()
+    code, _, err = run_cnerv(capsys, "decode", str(path), "-o", str(output))  # a valid stream, not a corrupt one
+    assert code == 1 and "holds a NeRV network" in err and not output.exists()
 
 
 def test_between_embeddings_is_the_in_between_rows():

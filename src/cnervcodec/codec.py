@@ -129,7 +129,7 @@ def decoding_network(container: Container) -> DecodingNetwork:
     """Build the decoder from a container; shapes that do not match its config are corruption."""
     config = container.header.model
     if container.embeddings is None:
-        raise CorruptContainerError("corrupt .cnrv: no embeddings (NeRV streams are not supported by this decoder)")
+        raise BadInputError("this .cnrv holds a NeRV network (frame-index input): cnerv decodes CNeRV streams only")
     if container.model_ref is not None and not container.decoder:
         raise BadInputError(f"this .cnrv refers to the model with SHA-256 {container.model_ref.hex()}: "
                             "pass --model MODEL.cnrvm")
