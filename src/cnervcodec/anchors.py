@@ -373,9 +373,7 @@ def anchor_quality(reference_u8: torch.Tensor, point: AnchorPoint) -> dict:
     """The point's rate and distortion, by ``metrics.quality_report``: the definitions CNeRV's
     own results use (RGB PSNR, 6:1:1 YUV 4:2:0 PSNR, MS-SSIM, bits per pixel)."""
     report = metrics.quality_report(reference_u8, point.frames_u8)
-    return {
-        "codec": point.codec, "crf": point.crf, "qp": point.qp,
-        "bytes": point.n_bytes, "bpp": point.bpp,
-        "psnr": report.psnr, "psnr_yuv": report.psnr_yuv,
-        "ms_ssim": report.ms_ssim, "ms_ssim_scales": report.ms_ssim_scales, "note": report.note,
-    }
+    height, width = reference_u8.shape[2:]
+    return {"codec": point.codec, "crf": point.crf, "qp": point.qp,
+            **metrics.rate_point(report, point.n_bytes, height, width),
+            "ms_ssim_scales": report.ms_ssim_scales, "note": report.note}

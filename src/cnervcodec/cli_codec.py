@@ -23,6 +23,7 @@ from cnervcodec.cli_common import (
     choose_device,
     emit,
     input_options,
+    read_bounded_file,
     read_input,
     size_help,
 )
@@ -63,12 +64,7 @@ Examples:
 
 def read_cnrv_bytes(path: str) -> bytes:
     """A .cnrv file's bytes, refusing missing files and sizes no .cnrv can have."""
-    file = Path(path)
-    if not file.is_file():
-        raise BadInputError(f"{path}: no such file")
-    if file.stat().st_size > MAX_CNRV_BYTES:
-        raise BadInputError(f"{path}: larger than {MAX_CNRV_BYTES} bytes, not a .cnrv file")
-    data = file.read_bytes()
+    data = read_bounded_file(path, MAX_CNRV_BYTES, ".cnrv")
     if data.startswith(MODEL_FILE_SIGNATURE):
         raise BadInputError(f"{path} is a .cnrvm model, not a video stream: see cnerv model info, "
                             "or give it to encode/decode with --model")
@@ -167,17 +163,14 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
 def _write_and_score(result, output: Path, clip, started: float) -> tuple[dict[str, Any], Any]:
     """Write the .cnrv and measure what its decoder rebuilds: the report every encode prints."""
     from cnervcodec.container import write_container
-    from cnervcodec.metrics import bpp, quality_report
+    from cnervcodec.metrics import quality_report, rate_point
 
     data = write_container(result.container)
     atomic_write_bytes(output, data)
     quality = quality_report(clip.frames, result.decoded)
-    report = {
-        "frames": clip.n_frames, "width": clip.width, "height": clip.height, "fps": str(clip.fps),
-        "bytes": len(data), "bpp": bpp(len(data), clip.n_frames, clip.height, clip.width),
-        "psnr": quality.psnr, "psnr_yuv": quality.psnr_yuv, "ms_ssim": quality.ms_ssim,
-        "encode_seconds": round(time.monotonic() - started, 3),
-    }
+    report = {"frames": clip.n_frames, "width": clip.width, "height": clip.height, "fps": str(clip.fps),
+              **rate_point(quality, len(data), clip.height, clip.width),
+              "encode_seconds": round(time.monotonic() - started, 3)}
     return report, quality
 
 

@@ -87,6 +87,16 @@ def choose_device(name: str):
     return device
 
 
+def read_bounded_file(path: str | Path, max_bytes: int, kind: str) -> bytes:
+    """A file's bytes, refusing a missing file and sizes no ``kind`` file can have before reading it."""
+    file = Path(path)
+    if not file.is_file():
+        raise BadInputError(f"{path}: no such file")
+    if file.stat().st_size > max_bytes:
+        raise BadInputError(f"{path}: larger than {max_bytes} bytes, not a {kind} file")
+    return file.read_bytes()
+
+
 def check_output(path: Path, overwrite: bool, inputs: tuple[str, ...]) -> None:
     """Refuse to write over an input, into a missing folder, or over a file without -y."""
     resolved = path.resolve()

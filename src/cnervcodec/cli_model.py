@@ -12,8 +12,7 @@ import click
 
 from cnervcodec import __version__
 from cnervcodec.atomic import atomic_write_bytes
-from cnervcodec.cli_common import check_output, emit
-from cnervcodec.errors import BadInputError
+from cnervcodec.cli_common import check_output, emit, read_bounded_file
 
 MAX_CNRVM_BYTES = 4 << 30
 
@@ -31,12 +30,7 @@ def read_model_path(path: str | Path):
     """Parse a .cnrvm file (corrupt or unsupported files raise the container's errors)."""
     from cnervcodec.modelfile import read_model_file
 
-    file = Path(path)
-    if not file.is_file():
-        raise BadInputError(f"{path}: no such file")
-    if file.stat().st_size > MAX_CNRVM_BYTES:
-        raise BadInputError(f"{path}: larger than {MAX_CNRVM_BYTES} bytes, not a .cnrvm file")
-    data = file.read_bytes()
+    data = read_bounded_file(path, MAX_CNRVM_BYTES, ".cnrvm")
     return read_model_file(data), len(data)
 
 

@@ -319,6 +319,14 @@ def _embeddings(result: FitResult, batch: int = 64) -> np.ndarray:
     return torch.cat(chunks).numpy()
 
 
+def compress_decoder(decoder: Decoder, compression: CompressionConfig) -> tuple[TensorRecord, ...]:
+    """Every decoder tensor quantized and coded, in bitstream order: a stream's DECO and a model's."""
+    return tuple(
+        compress_tensor(tensor.detach().float().cpu().numpy(), compression.weight_bits, compression.weight_axis)
+        for _, tensor in bitstream_tensors(decoder)
+    )
+
+
 def build_container(
     result: FitResult,
     n_frames: int,
@@ -331,10 +339,7 @@ def build_container(
 ) -> Container:
     """Quantize and code a fitted (and pruned) network into a container."""
     decoder = result.network.decoder
-    records = tuple(
-        compress_tensor(tensor.detach().float().cpu().numpy(), compression.weight_bits, compression.weight_axis)
-        for _, tensor in bitstream_tensors(decoder)
-    )
+    records = compress_decoder(decoder, compression)
     embeddings = compress_tensor(_embeddings(result), compression.embed_bits, compression.embed_axis)
     header = StreamHeader(
         model=result.network.config,

@@ -13,7 +13,7 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, NoReturn
@@ -340,12 +340,38 @@ def _encode_audio(track: AudioTrack) -> bytes:
 
 def read_container(data: bytes) -> Container:
     """Parse and validate a whole file. Raises CorruptContainerError / UnsupportedVersionError."""
+    return parse_guarded(data, CNRV_FORMAT, _parse)
+
+
+def parse_guarded(data: bytes, fmt: FileFormat, parse: Callable[[memoryview], Any]) -> Any:
+    """``parse(view)`` of a whole file, with any stray low-level error turned into the container's own."""
     view = memoryview(data).cast("B")
     try:
-        return _parse(view)
+        return parse(view)
     except (struct.error, ValueError, OverflowError, MemoryError, RecursionError, IndexError) as exc:
         # A safety net: the checks should all fire first, but no input may escape as anything else.
-        raise CorruptContainerError(f"corrupt .cnrv: unreadable ({type(exc).__name__}: {exc})") from exc
+        raise CorruptContainerError(f"corrupt {fmt.label}: unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def read_chunks(view: memoryview, fmt: FileFormat, first_kind: str,
+                read_payload: Callable[[ChunkCursor, dict[str, Any], tuple[int, int]], None],
+                ) -> tuple[dict[str, Any], list[ChunkInfo], tuple[int, int]]:
+    """Walk a file of format ``fmt``: preamble, framing, each chunk's CRC, ``first_kind`` first and no
+    known type twice; ``read_payload(cursor, parts, version)`` parses each chunk into ``parts``."""
+    version = read_preamble(view, fmt)
+    parts: dict[str, Any] = {}
+    infos: list[ChunkInfo] = []
+    for info, start in walk_chunks(view, fmt):
+        infos.append(info)
+        kind, offset, label = info.kind, info.offset, fmt.label
+        if not info.crc_ok:
+            raise CorruptContainerError(f"corrupt {label}: chunk {kind} at byte {offset} fails its CRC check")
+        if first_kind not in parts and kind != first_kind:
+            raise CorruptContainerError(f"corrupt {label}: first chunk is {kind} at byte {offset}, expected {first_kind}")
+        if kind in parts:
+            raise CorruptContainerError(f"corrupt {label}: second {kind} chunk at byte {offset}")
+        read_payload(ChunkCursor(view, info, start, label), parts, version)
+    return parts, infos, version
 
 
 def chunk_table(data: bytes) -> tuple[ChunkInfo, ...]:
@@ -452,14 +478,7 @@ class ChunkCursor:
 
 
 def _parse(view: memoryview) -> Container:
-    version = read_preamble(view)
-    parts: dict[str, Any] = {}
-    infos: list[ChunkInfo] = []
-    for info, start in walk_chunks(view):
-        infos.append(info)
-        if not info.crc_ok:
-            raise CorruptContainerError(f"corrupt .cnrv: chunk {info.kind} at byte {info.offset} fails its CRC check")
-        _read_chunk(ChunkCursor(view, info, start), parts, version)
+    parts, infos, version = read_chunks(view, CNRV_FORMAT, CHUNK_HEAD, _read_chunk)
     if (CHUNK_DECO in parts) == (CHUNK_MREF in parts):
         what = "both DECO and MREF chunks" if CHUNK_DECO in parts else "no DECO (or MREF) chunk"
         raise CorruptContainerError(f"corrupt .cnrv: {what} before FEND at byte {infos[-1].offset}")
@@ -470,12 +489,8 @@ def _parse(view: memoryview) -> Container:
 
 
 def _read_chunk(cur: ChunkCursor, parts: dict[str, Any], version: tuple[int, int]) -> None:
-    """Check the chunk's place in the file, then parse it into ``parts`` (or skip an unknown skippable one)."""
+    """Parse one chunk into ``parts`` (or skip an unknown skippable one); ``read_chunks`` checked its place."""
     kind, offset = cur.info.kind, cur.info.offset
-    if CHUNK_HEAD not in parts and kind != CHUNK_HEAD:
-        raise CorruptContainerError(f"corrupt .cnrv: first chunk is {kind} at byte {offset}, expected HEAD")
-    if kind in parts:
-        raise CorruptContainerError(f"corrupt .cnrv: second {kind} chunk at byte {offset}")
     if kind == CHUNK_HEAD:
         parts[kind] = _read_head(cur)
     elif kind == CHUNK_DECO:

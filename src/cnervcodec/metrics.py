@@ -314,6 +314,12 @@ class QualityReport:
         return data
 
 
+def rate_point(report: QualityReport, n_bytes: int, height: int, width: int) -> dict[str, float]:
+    """One rate-distortion point as every report prints it: bytes, bpp, PSNR (RGB, YUV), MS-SSIM."""
+    return {"bytes": n_bytes, "bpp": bpp(n_bytes, report.frames, height, width), "psnr": report.psnr,
+            "psnr_yuv": report.psnr_yuv, "ms_ssim": report.ms_ssim}
+
+
 def quality_report(ref_u8: torch.Tensor, dist_u8: torch.Tensor, batch: int = DEFAULT_BATCH_FRAMES) -> QualityReport:
     """Score ``dist_u8`` against ``ref_u8``: PSNR (RGB and YUV) and MS-SSIM, per frame and averaged."""
     _check_pair(ref_u8, dist_u8)

@@ -31,11 +31,11 @@ from cnervcodec.container import (
     encode_decoder,
     encode_model_config,
     frame_chunks,
+    parse_guarded,
+    read_chunks,
     read_decoder,
     read_meta,
     read_model_config,
-    read_preamble,
-    walk_chunks,
 )
 from cnervcodec.errors import CorruptContainerError
 
@@ -121,24 +121,13 @@ def write_model_file(model_file: ModelFile) -> bytes:
 
 def read_model_file(data: bytes) -> ModelFile:
     """Parse and validate a whole model file; CorruptContainerError / UnsupportedVersionError."""
-    view = memoryview(data).cast("B")
-    try:
-        return _parse(view)
-    except (struct.error, ValueError, OverflowError, MemoryError, IndexError) as exc:
-        raise CorruptContainerError(f"corrupt .cnrvm: unreadable ({type(exc).__name__}: {exc})") from exc
+    return parse_guarded(data, MODEL_FORMAT, _parse)
 
 
 def _parse(view: memoryview) -> ModelFile:
-    read_preamble(view, MODEL_FORMAT)
-    parts: dict[str, Any] = {}
-    last_offset = 0
-    for info, start in walk_chunks(view, MODEL_FORMAT):
-        last_offset = info.offset
-        if not info.crc_ok:
-            raise CorruptContainerError(f"corrupt .cnrvm: chunk {info.kind} at byte {info.offset} fails its CRC check")
-        _read_chunk(ChunkCursor(view, info, start, ".cnrvm"), parts)
+    parts, infos, _ = read_chunks(view, MODEL_FORMAT, CHUNK_MHDR, _read_chunk)
     if CHUNK_DECO not in parts:
-        raise CorruptContainerError(f"corrupt .cnrvm: no DECO chunk before FEND at byte {last_offset}")
+        raise CorruptContainerError(f"corrupt .cnrvm: no DECO chunk before FEND at byte {infos[-1].offset}")
     header = parts[CHUNK_MHDR]
     if header["has_encoder"] != (CHUNK_ENCO in parts):
         raise CorruptContainerError(f"corrupt .cnrvm: MHDR says has_encoder={header['has_encoder']} but the file "
@@ -147,12 +136,9 @@ def _parse(view: memoryview) -> ModelFile:
                      parts.get(CHUNK_ENCO), parts.get(CHUNK_META, {}))
 
 
-def _read_chunk(cur: ChunkCursor, parts: dict[str, Any]) -> None:
+def _read_chunk(cur: ChunkCursor, parts: dict[str, Any], version: tuple[int, int]) -> None:
+    """Parse one chunk into ``parts`` (or skip an unknown skippable one); ``read_chunks`` checked its place."""
     kind, offset = cur.info.kind, cur.info.offset
-    if CHUNK_MHDR not in parts and kind != CHUNK_MHDR:
-        raise CorruptContainerError(f"corrupt .cnrvm: first chunk is {kind} at byte {offset}, expected MHDR")
-    if kind in parts:
-        raise CorruptContainerError(f"corrupt .cnrvm: second {kind} chunk at byte {offset}")
     if kind == CHUNK_MHDR:
         parts[kind] = _read_mhdr(cur)
     elif kind == CHUNK_ENCO:

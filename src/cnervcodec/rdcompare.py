@@ -99,10 +99,8 @@ STREAM_SUFFIX = {"x264": ".264", "x265": ".265", "av1": ".obu"}
 
 def _quality_point(reference_u8: torch.Tensor, decoded_u8: torch.Tensor, n_bytes: int) -> dict[str, Any]:
     """Rate and distortion of one decoded version of the clip, by the shared definitions."""
-    n_frames, _, height, width = reference_u8.shape
-    report = metrics.quality_report(reference_u8, decoded_u8)
-    return {"bytes": n_bytes, "bpp": metrics.bpp(n_bytes, n_frames, height, width), "psnr": report.psnr,
-            "psnr_yuv": report.psnr_yuv, "ms_ssim": report.ms_ssim}
+    height, width = reference_u8.shape[2:]
+    return metrics.rate_point(metrics.quality_report(reference_u8, decoded_u8), n_bytes, height, width)
 
 
 # ----------------------------------------------------------------------------------- CNeRV curve

@@ -18,13 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnervcodec.codec import EncodeResult, compress_tensor, decoding_network, render_frames, restored_decoder
+from cnervcodec.codec import (
+    EncodeResult,
+    compress_decoder,
+    compress_tensor,
+    decoding_network,
+    render_frames,
+    restored_decoder,
+)
 from cnervcodec.config import CompressionConfig, FitConfig
 from cnervcodec.container import AudioTrack, ColorInfo, Container, StreamHeader
 from cnervcodec.embedding import ContentEncoder, network_inputs
 from cnervcodec.errors import BadInputError
 from cnervcodec.fit import FitResult, fit_loss
-from cnervcodec.model import bitstream_tensors
 from cnervcodec.modelfile import ModelFile
 from cnervcodec.prune import sparsity
 
@@ -37,10 +43,7 @@ def model_file_from_fit(fitted: FitResult, compression: CompressionConfig, metad
     network = fitted.network
     if network.encoder is None:
         raise BadInputError("only CNeRV networks can be saved as .cnrvm models (NeRV has no encoder)")
-    records = tuple(
-        compress_tensor(tensor.detach().float().cpu().numpy(), compression.weight_bits, compression.weight_axis)
-        for _, tensor in bitstream_tensors(network.decoder)
-    )
+    records = compress_decoder(network.decoder, compression)
     encoder = network.encoder
     arrays = {
         "raw_mean": encoder.raw_mean.detach().float().cpu().numpy(),
