@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,28 @@ def moving_scene(n_frames: int = 10, height: int = 36, width: int = 52, seed: in
 @pytest.fixture
 def scene() -> torch.Tensor:
     return moving_scene()
+
+
+def cnerv(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m cnervcodec ARGS`` in a fresh process: exit status, stdout and stderr as a user sees them."""
+    return subprocess.run([sys.executable, "-m", "cnervcodec", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def frame(kind: str | bytes, payload: bytes) -> bytes:
+    """One chunk, framed by hand (length, type, payload, CRC-32): files the writer would never make."""
+    body = (kind.encode() if isinstance(kind, str) else kind) + payload
+    return struct.pack("<I", len(payload)) + body + struct.pack("<I", zlib.crc32(body))
+
+
+def split_file(data: bytes) -> list[tuple[str, bytes]]:
+    """The (type, payload) chunks after the 10-byte preamble of a .cnrv or .cnrvm file."""
+    chunks, pos = [], 10
+    while pos < len(data):
+        (length,) = struct.unpack_from("<I", data, pos)
+        chunks.append((data[pos + 4 : pos + 8].decode(), data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return chunks
 
 
 def run_cnerv(capsys, *args: str) -> tuple[int, str, str]:

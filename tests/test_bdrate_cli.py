@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import pytest
 
 from cnervcodec import rdcompare
 from cnervcodec.errors import BadInputError
-from conftest import moving_scene, run_cnerv, write_y4m
+from conftest import cnerv, moving_scene, run_cnerv, write_y4m
 
 DATA = Path(__file__).resolve().parent / "data"
 VECTOR = json.loads((DATA / "bdrate_example.json").read_text())
@@ -46,10 +44,6 @@ METHODS = ("pchip", "akima", "cubic")
 # 8-bit one after so short a fit and would be dropped.
 E2E_FRAMES, E2E_W, E2E_H = 4, 48, 32
 E2E_EPOCHS = "4"
-
-
-def cnerv(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnervcodec", *args], capture_output=True, text=True, timeout=300)
 
 
 def assert_one_error_line(err: str) -> None:

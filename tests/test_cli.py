@@ -1,15 +1,11 @@
 """End-to-end checks of the cnerv command: JSON output, one-line errors, exit codes, -y."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import cnerv
+
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def cnerv(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnervcodec", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_fit_json_on_the_shipped_clip(tmp_path):

@@ -2,18 +2,14 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import cnerv
 
 DATA = Path(__file__).resolve().parent / "data"
 CLIP = str(DATA / "carphone_qcif.mp4")
 SELECT = ("--frames", "6", "--scale", "88x72")
-
-
-def cnerv(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnervcodec", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

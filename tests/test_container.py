@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from conftest import frame, split_file
 from hypothesis import strategies as st
 
 from cnervcodec import config, container
@@ -184,20 +185,6 @@ def assert_same_container(a: Container, b: Container) -> None:
 
 
 # --- raw file surgery ------------------------------------------------------------------------------
-
-
-def frame(kind: str | bytes, payload: bytes) -> bytes:
-    body = (kind.encode() if isinstance(kind, str) else kind) + payload
-    return struct.pack("<I", len(payload)) + body + struct.pack("<I", zlib.crc32(body))
-
-
-def split_file(data: bytes) -> list[tuple[str, bytes]]:
-    chunks, pos = [], 10
-    while pos < len(data):
-        (length,) = struct.unpack_from("<I", data, pos)
-        chunks.append((data[pos + 4 : pos + 8].decode(), data[pos + 8 : pos + 8 + length]))
-        pos += 12 + length
-    return chunks
 
 
 def join_file(chunks: list[tuple[str, bytes]], version: tuple[int, int] = (1, 0)) -> bytes:

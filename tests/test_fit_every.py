@@ -5,8 +5,6 @@ encoder's standardization comes from them alone, checkpoints, and ``cnerv encode
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from cnervcodec.codec import prune_fit
 from cnervcodec.config import CompressionConfig, EmbeddingConfig, FitConfig, ModelConfig
 from cnervcodec.errors import BadInputError
 from cnervcodec.fit import CheckpointPolicy, FitInterrupted, _Trainer, fit, fit_every_split, training_split
+from conftest import cnerv
 
 CPU = torch.device("cpu")
 DATA = Path(__file__).resolve().parent / "data"
@@ -143,10 +142,6 @@ def test_checkpoint_without_the_field_resumes_on_every_frame(clip8, tmp_path, mo
 
 
 # ------------------------------------------------------------------------------------------- CLI
-
-
-def cnerv(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cnervcodec", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from conftest import frame, split_file
 
 from cnervcodec import modelfile, reuse
 from cnervcodec.codec import decoding_network
@@ -70,12 +71,7 @@ def test_round_trip_keeps_every_value(model, model_bytes):
 
 def test_signature_and_chunk_order(model_bytes):
     assert model_bytes.startswith(b"\x89CNM\r\n\x1a\n\x01\x00")
-    kinds, pos = [], 10
-    while pos < len(model_bytes):
-        (length,) = struct.unpack_from("<I", model_bytes, pos)
-        kinds.append(model_bytes[pos + 4:pos + 8].decode())
-        pos += 12 + length
-    assert kinds == ["MHDR", "ENCO", "DECO", "meta", "FEND"]
+    assert [kind for kind, _ in split_file(model_bytes)] == ["MHDR", "ENCO", "DECO", "meta", "FEND"]
 
 
 def test_encoder_arrays_reproduce_the_fitted_embeddings(fitted, model):
@@ -141,14 +137,7 @@ def test_random_bit_flips_raise_only_container_errors(model_bytes):
 
 def _rebuild(model_bytes: bytes, edit) -> bytes:
     """Split into chunks, let ``edit`` change the list, reframe with fresh CRCs."""
-    chunks, pos = [], 10
-    while pos < len(model_bytes):
-        (length,) = struct.unpack_from("<I", model_bytes, pos)
-        chunks.append((model_bytes[pos + 4:pos + 8].decode(), model_bytes[pos + 8:pos + 8 + length]))
-        pos += 12 + length
-    from cnervcodec.container import frame_chunks
-
-    return frame_chunks(modelfile.MODEL_FORMAT, edit(chunks))
+    return model_bytes[:10] + b"".join(frame(kind, payload) for kind, payload in edit(split_file(model_bytes)))
 
 
 @pytest.mark.parametrize(("edit", "match"), [
@@ -226,7 +215,7 @@ def test_container_mref_rules(model, new_clip):
         write_container(replace(container, model_ref=b"short"))
     data = write_container(container)
     mref_at = data.index(b"MREF") - 4
-    longer = data[:mref_at] + _frame("MREF", container.model_ref + b"\x00") + data[mref_at + 44:]
+    longer = data[:mref_at] + frame("MREF", container.model_ref + b"\x00") + data[mref_at + 44:]
     with pytest.raises(CorruptContainerError, match="unexpected bytes"):
         read_container(longer)
     deco = write_container(reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU).container)
@@ -234,12 +223,6 @@ def test_container_mref_rules(model, new_clip):
     both = data[:mref_at + 44] + deco_chunk + data[mref_at + 44:]
     with pytest.raises(CorruptContainerError, match="both DECO and MREF"):
         read_container(both)
-
-
-def _frame(kind: str, payload: bytes) -> bytes:
-    import zlib
-
-    return struct.pack("<I", len(payload)) + kind.encode() + payload + struct.pack("<I", zlib.crc32(kind.encode() + payload))
 
 
 def test_model_refuses_frames_of_another_size_and_decode_only_refuses_encoding(model):
