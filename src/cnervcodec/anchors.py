@@ -354,16 +354,19 @@ def anchor_ladder(frames_u8: torch.Tensor, fps: Fraction, codec: str, *, crfs: l
     cover_psnr_db = cover_psnr_db or (None, None)
     cover_bpp = cover_bpp or (None, None)
     points = {crf: encode_anchor(frames_u8, fps, codec, crf=crf, preset=preset, threads=threads) for crf in ladder}
+    psnr_db: dict[int, float] = {}  # per CRF, measured once: the ends are asked about again each round
     while len(points) < max_points:
-        best, worst = points[min(points)], points[max(points)]
-        need_higher = min(points) > spec.min_crf and (
-            _below(_mean_psnr_yuv_db(frames_u8, best), cover_psnr_db[1]) or _below(best.bpp, cover_bpp[1]))
-        need_lower = max(points) < spec.max_crf and (
-            _above(_mean_psnr_yuv_db(frames_u8, worst), cover_psnr_db[0]) or _above(worst.bpp, cover_bpp[0]))
+        low, high = min(points), max(points)
+        for crf in (low, high):
+            psnr_db.setdefault(crf, _mean_psnr_yuv_db(frames_u8, points[crf]))
+        need_higher = low > spec.min_crf and (
+            _below(psnr_db[low], cover_psnr_db[1]) or _below(points[low].bpp, cover_bpp[1]))
+        need_lower = high < spec.max_crf and (
+            _above(psnr_db[high], cover_psnr_db[0]) or _above(points[high].bpp, cover_bpp[0]))
         if not (need_higher or need_lower):
             break
-        for crf in ([max(spec.min_crf, min(points) - CRF_STEP)] if need_higher else []) + \
-                   ([min(spec.max_crf, max(points) + CRF_STEP)] if need_lower else []):
+        for crf in ([max(spec.min_crf, low - CRF_STEP)] if need_higher else []) + \
+                   ([min(spec.max_crf, high + CRF_STEP)] if need_lower else []):
             if len(points) < max_points:
                 points[crf] = encode_anchor(frames_u8, fps, codec, crf=crf, preset=preset, threads=threads)
     return sorted(points.values(), key=lambda point: point.n_bytes)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -121,9 +121,7 @@ def cnerv_candidates(frames_u8: torch.Tensor, fps: Fraction, fitted, rd: RdSetti
                                             prune_epochs=rd.prune_epochs)
             meta = encode_metadata(source_name, size, preset, fitted.config, compression, f"cnervcodec {__version__}")
             # ``source`` is already pruned: compress_fit only quantizes and codes it (prune 0 here).
-            result = compress_fit(frames_u8, source, fps, CompressionConfig(
-                weight_bits=bits, embed_bits=rd.embed_bits, weight_axis=compression.weight_axis,
-                embed_axis=compression.embed_axis), device, metadata=meta)
+            result = compress_fit(frames_u8, source, fps, replace(compression, prune=0.0), device, metadata=meta)
             data = write_container(result.container)
             if keep is not None:
                 keep(f"cnerv_bits{bits}_prune{prune:g}.cnrv", data)
