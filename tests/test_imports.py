@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cnervcodec"
+PACKAGE = Path(__file__).resolve().parents[1] / "cnervcodec"
 
 # module -> top-level packages or cnervcodec modules it must not import
 FORBIDDEN = {
