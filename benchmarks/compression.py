@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 
-from cnervcodec.codec import compress_fit, prune_fit
+from cnervcodec.codec import compress_fit
+from cnervcodec.prune import prune_fit
 from cnervcodec.config import CompressionConfig, FitConfig, PRESETS, build_model_config
-from cnervcodec.container import write_container
+from cnervcodec.format.stream import write_container
 from cnervcodec.fit import fit
 from cnervcodec.metrics import bpp, quality_report
 from cnervcodec.model import render

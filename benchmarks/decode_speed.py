@@ -38,7 +38,7 @@ import torch
 
 from cnervcodec.codec import EncodeSettings, decoding_network, encode, render_frames
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
-from cnervcodec.container import read_container, write_container
+from cnervcodec.format.stream import read_container, write_container
 from cnervcodec.metrics import bpp
 from cnervcodec.video_io import FrameSelection, read_video
 from cnervcodec.video_out import open_video_writer

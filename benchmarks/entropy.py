@@ -31,12 +31,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnervcodec import __version__, entropy
-from cnervcodec.codec import code_symbols, compress_fit, decode_symbols, prune_fit
+from cnervcodec import __version__
+from cnervcodec.format import entropy
+from cnervcodec.tensor_coding import code_symbols, decode_symbols
+from cnervcodec.codec import compress_fit
+from cnervcodec.prune import prune_fit
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
-from cnervcodec.container import CODER_NAMES, Container, read_container, symbol_stream_nbytes, write_container
+from cnervcodec.format.records import CODER_NAMES
+from cnervcodec.format.stream import Container, read_container, write_container
+from cnervcodec.format.tensor_records import symbol_stream_nbytes
 from cnervcodec.fit import fit
-from cnervcodec.info import CHUNK_FRAMING_BYTES, byte_split
+from cnervcodec.format.chunks import CHUNK_FRAMING_BYTES
+from cnervcodec.format.describe import byte_split
 from cnervcodec.metrics import bpp, quality_report
 from cnervcodec.model import bitstream_tensors
 from cnervcodec.video_io import FrameSelection, read_video

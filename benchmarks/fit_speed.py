@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from cnervcodec.config import FitConfig, build_model_config
-from cnervcodec.experiment import run_fit
+from cnervcodec.fit_report import run_fit
 from cnervcodec.fit import fit
 from cnervcodec.model import render
 from cnervcodec.video_io import FrameSelection, read_video

@@ -48,17 +48,21 @@ from typing import Any, Callable
 
 import torch
 
-from cnervcodec.codec import DecodingNetwork, EncodeResult, EncodeSettings, encode, interpolate_embeddings, render_latents
+from cnervcodec.codec import DecodingNetwork, EncodeResult, EncodeSettings, encode
+from cnervcodec.interpolate import interpolate_embeddings
+from cnervcodec.model import render_latents
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
-from cnervcodec.container import write_container
+from cnervcodec.format.stream import write_container
 from cnervcodec.embedding import network_inputs
 from cnervcodec.errors import BadInputError
-from cnervcodec.experiment import cnerv_embeddings, quality_of
+from cnervcodec.fit import fitted_embeddings as cnerv_embeddings
+from cnervcodec.fit_report import quality_of
 from cnervcodec.fit import FitInterrupted, FitResult, fine_tune, fit, training_split
 from cnervcodec.metrics import bpp, psnr_rgb_db, quality_report
 from cnervcodec.model import VideoNetwork, render
-from cnervcodec.modelfile import ModelFile, write_model_file
-from cnervcodec.reuse import encode_with_model, model_file_from_fit
+from cnervcodec.format.model_file import ModelFile, write_model_file
+from cnervcodec.codec import encode_with_model
+from cnervcodec.trained_model import model_file_from_network as model_file_from_fit
 from cnervcodec.video_io import FrameSelection, VideoClip, parse_video_size, read_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -29,7 +29,7 @@ import torch
 
 from cnervcodec import __version__
 from cnervcodec.config import PRESETS, FitConfig, build_model_config
-from cnervcodec.rdcompare import RdSettings, bd_against, plot_curves, run
+from cnervcodec.eval.rdcompare import RdSettings, bd_against, plot_curves, run
 from cnervcodec.video_io import FrameSelection, RawVideoSpec, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def main() -> None:
         report["table_title"] = title
         (args.results_dir / f"rd_{name}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
         try:
-            from cnervcodec.rdplot import plot_rd
+            from cnervcodec.eval.rdplot import plot_rd
 
             plot_rd(plot_curves(report, rd.anchors), args.results_dir / f"rd_{name}.png",
                     title=f"{name}: {clip.n_frames} frames {clip.width}x{clip.height}, CNeRV {args.size} "

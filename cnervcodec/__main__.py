@@ -1,6 +1,6 @@
 """``python -m cnervcodec`` behaves exactly like the ``cnerv`` command."""
 
-from cnervcodec.cli import main
+from cnervcodec.cli.main import main
 
 if __name__ == "__main__":
     main()

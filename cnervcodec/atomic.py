@@ -2,7 +2,8 @@
 
 Every command writes this way, so an interrupted run never leaves half a file under the final
 name. Temporary files are created with mode 0o666 less the umask (``tempfile.mkstemp`` would make
-them private, and the rename would keep that).
+them private, and the rename would keep that). ``check_writable`` is the one check, made before any
+work, that an output may be written where it is asked for.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cnervcodec.errors import BadInputError
@@ -47,3 +48,29 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` through a temporary file and a rename."""
     with atomic_path(Path(target)) as temp:
         temp.write_bytes(data)
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = (),
+                   target: Path | None = None) -> None:
+    """Refuse an output over an input, in a missing folder, onto a folder, or over a file without -y.
+
+    ``target`` is the file actually written when ``path`` names several (a PNG pattern: its first
+    frame); messages name ``path`` as the user typed it, and the existing file itself.
+    """
+    target = Path(path) if target is None else target
+    for source in inputs:
+        if _same_file(target, Path(source)):
+            raise BadInputError(f"{os.fspath(path)}: refusing to write the output over the input")
+    if not target.resolve().parent.is_dir():
+        raise BadInputError(f"{os.fspath(path)}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise BadInputError(f"{target} is a folder: give a file name")
+    if target.exists() and not overwrite:
+        raise BadInputError(f"{target} exists: pass -y to overwrite it")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same file by identity when both exist (catches links), else by resolved path."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()

@@ -18,8 +18,8 @@ from types import MappingProxyType
 import av
 from av.stream import Discard
 
-from cnervcodec.container import AudioPacket, AudioTrack
-from cnervcodec.errors import BadInputError
+from cnervcodec.format.records import AudioPacket, AudioTrack
+from cnervcodec.errors import BadInputError, one_line
 
 MAX_AUDIO_BYTES = 256 * 2**20  # more than ~9 h of 64 kb/s AAC; bounds what a track holds in memory
 
@@ -67,7 +67,7 @@ def read_audio_track(
     try:
         container = av.open(source, mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
-        raise BadInputError(f"cannot read {source} for its audio ({_one_line(error)})") from None
+        raise BadInputError(f"cannot read {source} for its audio ({one_line(error)})") from None
     with container:
         if not container.streams.audio:
             return None
@@ -78,11 +78,6 @@ def read_audio_track(
         if not packets:
             return None
         return _track_from_stream(stream, source, _shifted_to_zero(packets))
-
-
-def _one_line(error: BaseException) -> str:
-    reason = getattr(error, "strerror", None) or str(error)
-    return " ".join(str(reason).split())
 
 
 def _time_origin(container: av.container.InputContainer) -> Fraction:
@@ -122,8 +117,7 @@ def _packets_in_range(
             begin_s = tick * time_base
             if end is not None and begin_s >= end:
                 break  # audio packets come in time order
-            # Keep what reaches past the start; a packet of unknown (zero) length counts at its start.
-            if (begin_s + duration * time_base <= start) if duration else (begin_s < start):
+            if not _reaches_past(begin_s, duration * time_base, start):
                 continue
             n_bytes += packet.size
             if n_bytes > MAX_AUDIO_BYTES:
@@ -134,8 +128,26 @@ def _packets_in_range(
             kept.append(AudioPacket(pts=tick, dts=packet.dts if packet.dts is not None else tick,
                                     duration=duration, is_keyframe=bool(packet.is_keyframe), data=bytes(packet)))
     except av.FFmpegError as error:
-        raise BadInputError(f"{source}: reading its audio failed ({_one_line(error)})") from None
+        raise BadInputError(f"{source}: reading its audio failed ({one_line(error)})") from None
     return kept
+
+
+def _reaches_past(begin_s: Fraction, duration_s: Fraction, start_s: Fraction) -> bool:
+    """Whether a packet reaches past ``start_s``; one of unknown (zero) length counts at its start."""
+    return begin_s + duration_s > start_s if duration_s else begin_s >= start_s
+
+
+def cut_track(track: AudioTrack | None, start_seconds: Fraction, duration_seconds: Fraction) -> AudioTrack | None:
+    """The packets of a carried track that overlap [start, start + duration) seconds, shifted to start
+    at 0, by the same rule as ``read_audio_track``: overlapping packets are kept whole. For a decoded
+    frame range (``decode --start K --frames N``): K / fps, N / fps. None when nothing is left."""
+    if track is None:
+        return None
+    end_s = start_seconds + duration_seconds
+    kept = [p for p in track.packets
+            if (p.pts or 0) * track.time_base < end_s
+            and _reaches_past((p.pts or 0) * track.time_base, p.duration * track.time_base, start_seconds)]
+    return replace(track, packets=_shifted_to_zero(kept)) if kept else None
 
 
 def _shifted_to_zero(packets: list[AudioPacket]) -> tuple[AudioPacket, ...]:
@@ -287,7 +299,7 @@ class _AacTranscoder:
         try:
             frames = self._decoder.decode(packet)
         except av.FFmpegError as error:
-            raise BadInputError(f"the audio is damaged: decoding it for AAC failed ({_one_line(error)})") from None
+            raise BadInputError(f"the audio is damaged: decoding it for AAC failed ({one_line(error)})") from None
         for frame in frames:
             self._encode(frame)
 

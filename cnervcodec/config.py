@@ -34,6 +34,10 @@ MAX_STRIDE = 8
 MAX_PE_FREQS = 256
 MAX_HIDDEN = 1 << 16
 
+# ``decode --interpolate N``: N-1 frames decoded from blended embeddings between each pair of frames.
+MAX_INTERPOLATE = 16
+INTERPOLATION_MODES = ("linear", "slerp")
+
 BLOCK_TARGET_PX = 240  # grid "auto": blocks of at most this many pixels a side (paper: 2x4 at 480x960)
 
 
@@ -91,6 +95,9 @@ class EmbeddingConfig:
     freqs: int = 15  # L: sin/cos frequencies per axis
     base: float = 1.15  # b: frequency of function l is b**l * pi
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     @property
     def raw_dim(self) -> int:
         return 3 * (2 * self.freqs) ** 2
@@ -138,6 +145,9 @@ class ModelConfig:
     nerv_pe_base: float = 1.25  # NeRV baseline: index encoding b
     nerv_pe_freqs: int = 80  # NeRV baseline: index encoding L
     nerv_hidden: int = 0  # NeRV baseline: MLP hidden width (chosen to match CNeRV's size)
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     @property
     def total_stride(self) -> int:
@@ -253,6 +263,9 @@ class FitConfig:
     # setting: CNeRV's encoder still embeds every frame from its content, so the file holds them all.
     fit_every: int = 1
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> FitConfig:
         _check_int("epochs", self.epochs, 1, 1_000_000)
         _check_float("lr", self.lr, 1e-8, 1.0)
@@ -284,7 +297,7 @@ class FitConfig:
 
 @dataclass(frozen=True)
 class CompressionConfig:
-    """Pruning, quantization and coding of a fitted network (paper section 3.3).
+    """Quantization and coding of a fitted network (paper section 3.3); pruning is ``PruneConfig``'s.
 
     ``weight_axis``/``embed_axis``: -1 quantizes each tensor with one (offset, scale) pair; 0 (decoder
     weights: per output channel) or 1 (embeddings: per embedding value) give one pair per slice.
@@ -292,25 +305,38 @@ class CompressionConfig:
 
     weight_bits: int = 8
     embed_bits: int = 6
-    prune: float = 0.0  # fraction of decoder weights set to zero by global magnitude pruning
-    prune_epochs: int = 10  # fine-tune epochs with the pruning mask held
-    prune_lr_frac: float = 0.1  # fine-tune peak lr, as a fraction of the fit's
     weight_axis: int = -1
     embed_axis: int = -1
 
-    def validate(self) -> CompressionConfig:
+    def __post_init__(self) -> None:
         _check_int("bits", self.weight_bits, 1, 16)
         _check_int("embed-bits", self.embed_bits, 1, 16)
-        if isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0.0 <= self.prune < 1.0:
-            raise BadInputError(f"--prune must be in [0, 1), got {self.prune!r}")
-        _check_int("prune_epochs", self.prune_epochs, 0, 1_000_000)
-        _check_float("prune_lr_frac", self.prune_lr_frac, 1e-6, 1.0)
         _check_int("weight_axis", self.weight_axis, -1, 0)
         _check_int("embed_axis", self.embed_axis, -1, 1)
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Pruning, a training step: global magnitude pruning of ``fraction`` of the decoder's weights, then
+    ``epochs`` of fine-tuning at ``lr_frac`` times the fit's peak lr with the mask held (paper section 3.3)."""
+
+    fraction: float = 0.0  # of decoder weights set to zero; 0: no pruning and no fine-tune
+    epochs: int = 10
+    lr_frac: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) or \
+                not 0.0 <= self.fraction < 1.0:
+            raise BadInputError(f"--prune must be in [0, 1), got {self.fraction!r}")
+        _check_int("prune_epochs", self.epochs, 0, 1_000_000)
+        _check_float("prune_lr_frac", self.lr_frac, 1e-6, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys the ``meta`` chunk has always used for these settings."""
+        return {"prune": self.fraction, "prune_epochs": self.epochs, "prune_lr_frac": self.lr_frac}
 
 
 @dataclass(frozen=True)

@@ -33,3 +33,9 @@ class UnsupportedVersionError(CnervError):
     """A .cnrv file was written by an incompatible (newer major) version of the format."""
 
     exit_code = 4
+
+
+def one_line(error: BaseException) -> str:
+    """A library's reason on one line (FFmpeg's without the errno and path PyAV wraps around it)."""
+    reason = getattr(error, "strerror", None) or str(error)
+    return " ".join(str(reason).split())

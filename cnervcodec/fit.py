@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from pytorch_msssim import ssim
 
-from cnervcodec.checkpoint import load_checkpoint, save_checkpoint
+from cnervcodec.safetensors_files import load_checkpoint, save_checkpoint
 from cnervcodec.config import FitConfig, ModelConfig
 from cnervcodec.embedding import network_inputs
 from cnervcodec.errors import CheckpointError, CnervError
@@ -376,3 +376,13 @@ def _run(
         if checkpoint.path is not None and now - last_save >= checkpoint.interval_s:
             trainer.save(checkpoint.path, fingerprint)
             last_save = now
+
+
+@torch.no_grad()
+def fitted_embeddings(result: FitResult, batch: int = 64) -> torch.Tensor | None:
+    """Every frame's embedding (T, d, n_h, n_w), float32 on the CPU, from the fitted encoder (None for NeRV)."""
+    encoder = result.network.encoder
+    if encoder is None:
+        return None
+    inputs = result.inputs
+    return torch.cat([encoder(inputs[i : i + batch]).float().cpu() for i in range(0, inputs.shape[0], batch)])

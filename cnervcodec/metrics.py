@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 
 from cnervcodec.errors import BadInputError
+from cnervcodec.rate import bpp
 
 PEAK_U8 = 255.0
 PSNR_CAP_DB = 100.0
@@ -277,16 +278,6 @@ def ms_ssim_per_frame(
 # ---------------------------------------------------------------------------------- rate, report
 
 
-def bpp(n_bytes: int, frames: int, height: int, width: int) -> float:
-    """Bits per pixel: ``n_bytes * 8 / (frames * height * width)``, pixels counted per frame, not per channel."""
-    n_pixels = frames * height * width
-    if n_pixels <= 0 or n_bytes < 0:
-        raise BadInputError(
-            f"bpp needs bytes >= 0 and pixels > 0, got {n_bytes} bytes for {frames} frames of {width}x{height}"
-        )
-    return n_bytes * 8 / n_pixels
-
-
 @dataclass(frozen=True)
 class QualityReport:
     """A clip's quality scores: means over frames plus the per-frame values they came from.
@@ -340,3 +331,12 @@ def quality_report(ref_u8: torch.Tensor, dist_u8: torch.Tensor, batch: int = DEF
         per_frame_ms_ssim=ms_ssim.tolist(),
         note=ms_ssim_note(height, width),
     )
+
+
+def subset_quality(ref_u8: torch.Tensor, dist_u8: torch.Tensor,
+                   subsets: dict[str, torch.Tensor]) -> dict[str, QualityReport | None]:
+    """``quality_report`` of each named set of frame indices (None for an empty set): the seen and
+    unseen frames of a ``--holdout`` or ``--fit-every`` fit, scored apart because unseen frames rely
+    on the encoder generalizing and are usually the worse ones."""
+    return {name: quality_report(ref_u8[indices], dist_u8[indices]) if len(indices) else None
+            for name, indices in subsets.items()}

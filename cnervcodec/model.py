@@ -15,6 +15,8 @@ This module must not import fit, entropy or container.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -139,17 +141,52 @@ def count_parameters(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
+def to_u8(frames: torch.Tensor) -> torch.Tensor:
+    """Decoder output in [0, 1] to the nearest 8-bit level: what a decoder writes and what metrics compare."""
+    return frames.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+
+
+@torch.inference_mode()
+def render_latents(decoder: Decoder, latents: torch.Tensor, height: int, width: int, device: torch.device,
+                   batch: int = 8) -> Iterator[torch.Tensor]:
+    """Frames ``decoder`` makes from (L, d, n_h, n_w) latents, ``batch`` at a time, cropped to
+    ``height`` x ``width``, as (B, 3, H, W) uint8 CPU tensors (streamed: memory stays bounded)."""
+    decoder = decoder.to(device)
+    if device.type == "cuda":
+        decoder = decoder.to(memory_format=torch.channels_last)
+    for start in range(0, latents.shape[0], batch):
+        frames = decoder(latents[start : start + batch].to(device))[..., :height, :width]
+        yield to_u8(frames).cpu()
+
+
+def render_range(decoder: Decoder, latents: torch.Tensor, height: int, width: int, device: torch.device,
+                 batch: int = 8, *, start: int = 0, count: int | None = None) -> Iterator[torch.Tensor]:
+    """Frames ``start`` .. ``start + count - 1`` of ``latents`` (all from ``start`` when ``count`` is None),
+    bit for bit as ``render_latents`` makes them over the whole sequence.
+
+    A decoder's float results can depend on how many frames share a batch, so the range is decoded
+    in the very batches a full pass uses (those that hold it: at most ``batch - 1`` frames more at
+    each end) and cut to the range; the rest of the sequence is never run.
+    """
+    end = latents.shape[0] if count is None else start + count
+    first = start // batch * batch
+    last = min(latents.shape[0], -(-end // batch) * batch)
+    index = first
+    for frames in render_latents(decoder, latents[first:last], height, width, device, batch):
+        lo, hi = max(start - index, 0), min(end - index, frames.shape[0])
+        if hi > lo:
+            yield frames[lo:hi]
+        index += frames.shape[0]
+
+
 @torch.no_grad()
 def render(network: VideoNetwork, inputs: torch.Tensor, batch: int = 8) -> torch.Tensor:
-    """Decode every frame of ``inputs`` to (N, 3, H, W) uint8 on the CPU, ``batch`` frames at a time.
-
-    Rounds to the nearest 8-bit level, which is what a decoder writes and what metrics compare.
-    """
+    """Decode every frame of ``inputs`` (the network's own inputs: raw projections or times) to
+    (N, 3, H, W) uint8 on the CPU, ``batch`` frames at a time."""
     was_training = network.training
     network.eval()
     chunks = []
     for start in range(0, inputs.shape[0], batch):
-        frames = network(network.latent_for(inputs[start : start + batch]))
-        chunks.append(frames.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu())
+        chunks.append(to_u8(network(network.latent_for(inputs[start : start + batch]))).cpu())
     network.train(was_training)
     return torch.cat(chunks)

@@ -4,12 +4,22 @@ One threshold for all weight tensors (stem, NeRV blocks and head), so layers tha
 give up more of their weights. Biases are kept whole: they are few and each one shifts a whole
 channel. The masks are held during the fine-tune that follows, so pruned
 weights stay exactly zero and cost almost nothing once quantized and entropy-coded.
+
+``prune_fit`` is the training step (``PruneConfig``): it works on a copy, so one fit can serve a
+whole ladder of prune levels; coding the result is ``codec``'s job, not this module's.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from dataclasses import replace
+
 import torch
 from torch import nn
+
+from cnervcodec.config import PruneConfig
+from cnervcodec.fit import FitProgress, FitResult, fine_tune
 
 
 def prunable(decoder: nn.Module) -> dict[str, nn.Parameter]:
@@ -45,3 +55,28 @@ def sparsity(decoder: nn.Module) -> float:
     total = sum(p.numel() for p in weights)
     zeros = sum(int((p == 0).sum()) for p in weights)
     return zeros / total if total else 0.0
+
+
+def prune_fit(
+    frames_u8: torch.Tensor,
+    fitted: FitResult,
+    prune: PruneConfig,
+    device: torch.device,
+    progress: Callable[[FitProgress], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> FitResult:
+    """Global magnitude pruning of a copy of the fit, then a short fine-tune with the mask held.
+
+    ``prune.fraction == 0`` returns ``fitted`` itself: nothing to prune, nothing to fine-tune.
+    """
+    if prune.fraction == 0:
+        return fitted
+    result = replace(fitted, network=copy.deepcopy(fitted.network))
+    decoder = result.network.decoder
+    masks = magnitude_masks(decoder, prune.fraction)
+    if prune.epochs == 0:
+        apply_masks(decoder, masks)
+        return result
+    recipe = replace(result.config, epochs=prune.epochs, lr=result.config.lr * prune.lr_frac, warmup_frac=0.0)
+    return fine_tune(frames_u8, result.network, recipe, device, lambda: apply_masks(decoder, masks), progress,
+                     should_stop)

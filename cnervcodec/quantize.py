@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnervcodec.container import AXIS_TENSOR, QuantParams
+from cnervcodec.format.records import AXIS_TENSOR, QuantParams
 
 MAX_BITS = 16
 

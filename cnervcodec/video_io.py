@@ -17,16 +17,13 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from types import MappingProxyType
 from typing import Iterator
 
 import av
-import numpy as np
 import torch
-import torch.nn.functional as F
-from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
-from cnervcodec.errors import BadInputError
+from cnervcodec.errors import BadInputError, one_line
+from cnervcodec.video_frames import FrameStack, frame_chw
 
 MAX_SIDE_PX = 16384
 RAW_DEFAULT_FPS = Fraction(25)
@@ -37,23 +34,6 @@ RAW_EXTENSIONS = (".yuv",)
 # when it has some and falls back to that same default when it does not.
 _ELEMENTARY_STREAM_FORMATS = frozenset({"h264", "hevc", "vvc", "mpegvideo", "m4v", "h261", "h263", "cavsvideo"})
 
-# AVColorSpace values (as frames report them) -> the matrices swscale knows. Anything else,
-# "unspecified" included, falls back to BT.601, FFmpeg's own default for untagged SD content.
-_MATRIX_BY_AVCOL_SPC = MappingProxyType({
-    1: Colorspace.ITU709,
-    4: Colorspace.FCC,
-    5: Colorspace.ITU601,
-    6: Colorspace.ITU601,
-    7: Colorspace.SMPTE240M,
-    9: Colorspace.BT2020,
-    10: Colorspace.BT2020,
-})
-
-# swscale's default YUV->RGB path is a fast, low-precision one (measured: up to 2 levels off for
-# 8-bit and 10-bit input). Accurate rounding with full-resolution chroma brings that under half a
-# level, for ~10 ms per 720p frame, which is nothing next to fitting a model to it.
-_RGB_FLAGS = (Interpolation.BILINEAR | Interpolation.ACCURATE_RND
-              | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP)
 
 
 @dataclass(frozen=True)
@@ -214,12 +194,6 @@ def _existing_file(source: str) -> Path:
     return file
 
 
-def _one_line(error: BaseException) -> str:
-    """FFmpeg's reason on one line, without the errno and path PyAV wraps around it."""
-    reason = getattr(error, "strerror", None) or str(error)
-    return " ".join(str(reason).split())
-
-
 def _open_container(file: Path, source: str, fps: Fraction | None) -> av.container.InputContainer:
     """Open any file FFmpeg can demux. ``framerate`` only matters to raw elementary streams
     (.264/.265), which carry no timing; other demuxers ignore the option."""
@@ -228,7 +202,7 @@ def _open_container(file: Path, source: str, fps: Fraction | None) -> av.contain
         return av.open(str(file), mode="r", options=options)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise BadInputError(
-            f"cannot read {source} as video ({_one_line(error)}): pass a file FFmpeg can decode"
+            f"cannot read {source} as video ({one_line(error)}): pass a file FFmpeg can decode"
         ) from None
 
 
@@ -254,7 +228,7 @@ def _open_raw(file: Path, source: str, spec: RawVideoSpec, fps: Fraction) -> av.
     try:
         return av.open(str(file), mode="r", format="rawvideo", options=options)
     except (av.FFmpegError, OSError) as error:
-        raise BadInputError(f"cannot read {source} as raw video ({_one_line(error)})") from None
+        raise BadInputError(f"cannot read {source} as raw video ({one_line(error)})") from None
 
 
 def raw_frame_bytes(spec: RawVideoSpec) -> int:
@@ -331,7 +305,7 @@ def _decoded_frames(container: av.container.InputContainer, stream, source: str)
             return
         except av.FFmpegError as error:
             raise BadInputError(
-                f"{source} is damaged: decoding failed after {index} frames ({_one_line(error)})"
+                f"{source} is damaged: decoding failed after {index} frames ({one_line(error)})"
             ) from None
         yield frame
         index += 1
@@ -347,7 +321,7 @@ def _decode_selection(
 ) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int, int, int]]:
     """Decode until the selection is complete; returns the frames (T, 3, H, W), the source
     (width, height) and the first frame's colour tags."""
-    stack = _FrameStack(_capacity_hint(stream, select))
+    stack = FrameStack(_capacity_hint(stream, select))
     source_size: tuple[int, int] | None = None
     color = (0, 2, 2, 2)
     n_decoded = 0
@@ -366,7 +340,7 @@ def _decode_selection(
             )
         if index < select.start or (index - select.start) % select.step:
             continue
-        stack.append(_frame_chw(frame, scale))
+        stack.append(frame_chw(frame, scale))
         if select.frames is not None and len(stack) == select.frames:
             break
     _check_enough(source, select, n_decoded, len(stack))
@@ -411,77 +385,3 @@ def _capacity_hint(stream: av.video.stream.VideoStream, select: FrameSelection) 
         return select.frames
     remaining = stream.frames - select.start
     return max(1, -(-remaining // select.step)) if remaining > 0 else 16
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-frame conversion
-
-
-def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """(H, W, 3) uint8 full-range RGB from a decoded frame, honouring its range and matrix.
-
-    Untagged YUV is taken as limited range (what nearly all video is) and BT.601; ``yuvj*``
-    formats and frames tagged JPEG/full are full range. swscale treats gray and RGB as full range
-    whatever we pass.
-    """
-    full_range = frame.color_range == ColorRange.JPEG or frame.format.name.startswith("yuvj")
-    rgb = frame.reformat(
-        format="rgb24",
-        src_colorspace=_MATRIX_BY_AVCOL_SPC.get(int(frame.colorspace), Colorspace.ITU601),
-        src_color_range=ColorRange.JPEG if full_range else ColorRange.MPEG,
-        dst_color_range=ColorRange.JPEG,
-        interpolation=_RGB_FLAGS,
-    )
-    return rgb.to_ndarray()  # (H, W, 3)
-
-
-def _frame_chw(frame: av.VideoFrame, scale: tuple[int, int] | None) -> torch.Tensor:
-    """(3, H, W) uint8 view (or, when scaling, a small new tensor) of one frame."""
-    chw = torch.from_numpy(frame_to_rgb(frame)).permute(2, 0, 1)  # (3, H, W), a view
-    if scale is None or scale == (chw.shape[2], chw.shape[1]):
-        return chw
-    return area_downscale(chw, scale)
-
-
-def area_downscale(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Downsize (3, H, W) uint8 to (3, size[1], size[0]) by area averaging, rounded to uint8.
-
-    Area averaging is the anti-aliased choice for shrinking: each output pixel is the mean of the
-    source pixels it covers (exactly a block mean for integer factors).
-    """
-    width, height = size
-    # A channels-first float copy: pooling a permuted (channels-last) view is ~2x slower.
-    planar = chw.unsqueeze(0).to(torch.float32, memory_format=torch.contiguous_format)
-    small = F.interpolate(planar, size=(height, width), mode="area")
-    return small.squeeze(0).round_().clamp_(0, 255).to(torch.uint8)  # (3, height, width)
-
-
-class _FrameStack:
-    """Collects (3, H, W) frames into one (T, 3, H, W) tensor, copying each frame once.
-
-    Storage grows by doubling when the capacity hint is short; a final copy trims it only when
-    more than a quarter is unused, so a right hint costs no copy at all.
-    """
-
-    def __init__(self, capacity_hint: int) -> None:
-        self._capacity_hint = max(1, capacity_hint)
-        self._data: torch.Tensor | None = None
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def append(self, chw: torch.Tensor) -> None:
-        if self._data is None:
-            self._data = torch.empty((self._capacity_hint, *chw.shape), dtype=torch.uint8)
-        elif self._count == self._data.shape[0]:
-            grown = torch.empty((2 * self._count, *self._data.shape[1:]), dtype=torch.uint8)
-            grown[: self._count] = self._data
-            self._data = grown
-        self._data[self._count].copy_(chw)
-        self._count += 1
-
-    def tensor(self) -> torch.Tensor:
-        assert self._data is not None
-        used = self._data[: self._count]
-        return used.clone() if 4 * self._count < 3 * self._data.shape[0] else used

@@ -26,8 +26,8 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from PIL import Image
 
 from cnervcodec.audio import AudioMux
-from cnervcodec.container import AudioTrack
-from cnervcodec.atomic import reserve_temp
+from cnervcodec.format.records import AudioTrack
+from cnervcodec.atomic import check_writable, reserve_temp
 from cnervcodec.errors import BadInputError
 
 DEFAULT_CRF = 12  # x264 at CRF 12 is visually lossless: the codec's artefacts, not x264's, show
@@ -73,25 +73,10 @@ def png_frame_path(pattern: str | os.PathLike, number: int) -> Path:
 
 
 def check_can_write(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> None:
-    """Refuse an unsupported output, one over an input, one in a missing folder, or over a file
-    without -y. For a PNG pattern the file checked is the first frame's. Messages match the CLI's."""
+    """Refuse an unsupported output, and what ``atomic.check_writable`` refuses; for a PNG pattern
+    the file checked is the first frame's."""
     target = png_frame_path(path, PNG_FIRST_NUMBER) if output_kind(path) == "png" else Path(path)
-    for source in inputs:
-        if _same_file(target, Path(source)):
-            raise BadInputError(f"{path}: refusing to write the output over the input")
-    if not target.resolve().parent.is_dir():
-        raise BadInputError(f"{path}: folder {target.parent} does not exist")
-    if target.is_dir():
-        raise BadInputError(f"{target} is a folder: give a file name")
-    if target.exists() and not overwrite:
-        raise BadInputError(f"{target} exists: pass -y to overwrite it")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Same file by identity when both exist (catches links), else by resolved path."""
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+    check_writable(path, overwrite, inputs, target)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def split_file(data: bytes) -> list[tuple[str, bytes]]:
 
 def run_cnerv(capsys, *args: str) -> tuple[int, str, str]:
     """``cnerv ARGS`` in this process (no interpreter start per call): (exit status, stdout, stderr)."""
-    from cnervcodec.cli import main
+    from cnervcodec.cli.main import main
 
     try:
         main(list(args))

@@ -33,7 +33,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnervcodec import anchors, metrics
+from cnervcodec.eval import anchors
+from cnervcodec import metrics
 from cnervcodec.errors import BadInputError
 from cnervcodec.video_io import FrameSelection, read_video
 

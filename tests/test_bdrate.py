@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnervcodec.bdrate import (
-    METHODS, bd_psnr, bd_rate, curves_report, interpolate, load_curve, ms_ssim_db,
-)
+from cnervcodec.eval.bdrate import METHODS, bd_psnr, bd_rate, interpolate, ms_ssim_db
+from cnervcodec.eval.curves import curves_report, load_curve
 from cnervcodec.errors import BadInputError
 
 VECTOR_PATH = Path(__file__).parent / "data" / "bdrate_example.json"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from cnervcodec import rdcompare
+from cnervcodec.eval import rdcompare
 from cnervcodec.errors import BadInputError
 from conftest import cnerv, moving_scene, run_cnerv, write_y4m
 
@@ -340,7 +340,7 @@ def test_bd_rate_run_report(rd_run):
 
 def test_bd_rate_run_human_table(rd_run):
     """The table printed without --json renders this report (checked in process: no second fit)."""
-    from cnervcodec.cli_bdrate import _format_run
+    from cnervcodec.cli.bdrate import _format_run
 
     summary, _, _ = rd_run
     text = _format_run(summary, ["x264"])
@@ -379,7 +379,7 @@ def test_bd_against_notes_cnerv_points_left_out_of_one_metric():
 
 
 def test_keep_refuses_a_non_empty_folder_without_overwrite(tmp_path):
-    from cnervcodec.cli_bdrate import _keeper
+    from cnervcodec.cli.bdrate import _keeper
 
     folder = tmp_path / "streams"
     folder.mkdir()

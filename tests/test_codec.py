@@ -7,18 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from cnervcodec.codec import (
-    EncodeSettings,
-    code_symbols,
-    compress_tensor,
-    decode_symbols,
-    decoding_network,
-    encode,
-    render_frames,
-    restore_tensor,
-)
+from cnervcodec.codec import EncodeSettings, decoding_network, encode, render_frames
+from cnervcodec.tensor_coding import code_symbols, compress_tensor, decode_symbols, restore_tensor
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
-from cnervcodec.container import CODER_CATEGORICAL, CODER_RAW, read_container, write_container
+from cnervcodec.format.records import CODER_CATEGORICAL, CODER_RAW
+from cnervcodec.format.stream import read_container, write_container
 from cnervcodec.errors import CorruptContainerError
 from cnervcodec.metrics import psnr_rgb_db
 from cnervcodec.quantize import dequantize, quantize_tensor

@@ -28,31 +28,34 @@ from hypothesis import given, settings
 from conftest import frame, split_file
 from hypothesis import strategies as st
 
-from cnervcodec import config, container
+from cnervcodec import config
+from cnervcodec.format import chunks, entropy
 from cnervcodec.config import EmbeddingConfig, ModelConfig
-from cnervcodec.container import (
+from cnervcodec.format.records import (
     AXIS_TENSOR,
-    CHUNK_ORDER,
+    AudioPacket,
+    AudioTrack,
     CODER_CATEGORICAL,
     CODER_NAMES,
     CODER_RAW,
+    ColorInfo,
+    QuantParams,
+    SymbolStream,
+    TensorRecord,
+)
+from cnervcodec.format.stream import (
+    CHUNK_ORDER,
+    Container,
     PACKET_HAS_DTS,
     PACKET_HAS_PTS,
     PACKET_KEYFRAME,
     SIGNATURE,
-    AudioPacket,
-    AudioTrack,
-    ColorInfo,
-    Container,
-    QuantParams,
     StreamHeader,
-    SymbolStream,
-    TensorRecord,
     chunk_table,
     read_container,
-    symbol_stream_nbytes,
     write_container,
 )
+from cnervcodec.format.tensor_records import symbol_stream_nbytes
 from cnervcodec.errors import CorruptContainerError, UnsupportedVersionError
 
 SPEC = Path(__file__).resolve().parents[1] / "bitstream_spec.md"
@@ -388,7 +391,6 @@ def test_spec_worked_example_is_what_the_writer_writes():
 
 
 def test_raw_bit_order_agrees_with_the_entropy_module():
-    entropy = pytest.importorskip("cnervcodec.entropy")
     assert pack_bits([1, 2, 3], 3) == bytes([0b11010001, 0b0])
     assert pack_bits([0xABC], 12) == bytes([0xBC, 0x0A])
     symbols = np.arange(1000) * 37 % 2**13
@@ -568,7 +570,7 @@ def test_framing_errors(golden_bytes):
 
 
 def test_file_size_limit(golden_bytes, monkeypatch):
-    monkeypatch.setattr(container, "MAX_FILE_BYTES", len(golden_bytes) - 1)
+    monkeypatch.setattr(chunks, "MAX_FILE_BYTES", len(golden_bytes) - 1)
     refused(golden_bytes, match="exceed the")
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnervcodec import entropy
+from cnervcodec.format import entropy
 
 
 def laplace_symbols(n, bits, spread, seed=0):

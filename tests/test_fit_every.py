@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnervcodec.codec import prune_fit
+from cnervcodec.prune import prune_fit
 from cnervcodec.config import CompressionConfig, EmbeddingConfig, FitConfig, ModelConfig
 from cnervcodec.errors import BadInputError
 from cnervcodec.fit import CheckpointPolicy, FitInterrupted, _Trainer, fit, fit_every_split, training_split
@@ -187,7 +187,7 @@ def test_fit_every_zero_is_a_usage_error(tmp_path):
 
 
 def test_text_report_has_a_seen_unseen_line():
-    from cnervcodec.cli_codec import _format_encode
+    from cnervcodec.cli.codec import _format_encode
 
     report = {"frames": 5, "width": 8, "height": 8, "fps": "25", "bytes": 100, "bpp": 2.5, "psnr": 30.0,
               "psnr_yuv": 31.0, "ms_ssim": 0.9, "encode_seconds": 2.0, "fit_every": 4, "fit_seconds": 1.5,

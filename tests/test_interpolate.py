@@ -9,22 +9,13 @@ import pytest
 import torch
 from conftest import run_cnerv
 
-from cnervcodec.codec import (
-    INTERPOLATION_MODES,
-    MAX_INTERPOLATE,
-    EncodeSettings,
-    between_embeddings,
-    check_interpolation,
-    compress_tensor,
-    decoding_network,
-    encode,
-    interpolate_embeddings,
-    render_frames,
-    render_interpolated,
-    render_latents,
-)
+from cnervcodec.config import INTERPOLATION_MODES, MAX_INTERPOLATE
+from cnervcodec.codec import EncodeSettings, decoding_network, encode, render_frames, render_interpolated
+from cnervcodec.interpolate import between_embeddings, check_interpolation, interpolate_embeddings
+from cnervcodec.tensor_coding import compress_tensor
+from cnervcodec.model import render_latents
 from cnervcodec.config import CompressionConfig, EmbeddingConfig, FitConfig, ModelConfig
-from cnervcodec.container import Container, StreamHeader, read_container, write_container
+from cnervcodec.format.stream import Container, StreamHeader, read_container, write_container
 from cnervcodec.errors import BadInputError
 
 CPU = torch.device("cpu")

@@ -18,10 +18,11 @@ import pytest
 import torch
 from conftest import frame, split_file
 
-from cnervcodec import modelfile, reuse
+from cnervcodec import reuse
+from cnervcodec.format import model_file
 from cnervcodec.codec import decoding_network
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
-from cnervcodec.container import read_container, write_container
+from cnervcodec.format.stream import read_container, write_container
 from cnervcodec.errors import BadInputError, CorruptContainerError, UnsupportedVersionError
 from cnervcodec.fit import fit
 
@@ -54,19 +55,19 @@ def model(fitted):
 
 @pytest.fixture(scope="module")
 def model_bytes(model):
-    return modelfile.write_model_file(model)
+    return model_file.write_model_file(model)
 
 
 # ------------------------------------------------------------------------------------ the file
 
 
 def test_round_trip_keeps_every_value(model, model_bytes):
-    back = modelfile.read_model_file(model_bytes)
+    back = model_file.read_model_file(model_bytes)
     assert back.model == model.model and back.weight_bits == 6 and back.metadata == {"trained_on": "moving"}
-    for name in modelfile.ENCODER_FIELDS:
+    for name in model_file.ENCODER_FIELDS:
         assert np.array_equal(back.encoder[name], model.encoder[name])
     assert back.sha256 == model.sha256
-    assert modelfile.write_model_file(back) == model_bytes  # canonical: read then write is the identity
+    assert model_file.write_model_file(back) == model_bytes  # canonical: read then write is the identity
 
 
 def test_signature_and_chunk_order(model_bytes):
@@ -94,12 +95,12 @@ def test_hash_covers_the_decoder_only(model):
 def test_writer_refuses_what_a_reader_would(model):
     nerv = replace(model, model=replace(model.model, arch="nerv"))
     with pytest.raises(ValueError, match="only cnerv"):
-        modelfile.write_model_file(nerv)
+        model_file.write_model_file(nerv)
     bad = dict(model.encoder, raw_std=np.zeros_like(model.encoder["raw_std"]))
     with pytest.raises(ValueError, match="raw_std"):
-        modelfile.write_model_file(replace(model, encoder=bad))
+        model_file.write_model_file(replace(model, encoder=bad))
     with pytest.raises(ValueError, match="shape"):
-        modelfile.write_model_file(replace(model, encoder=dict(model.encoder, bias=np.zeros(3, np.float32))))
+        model_file.write_model_file(replace(model, encoder=dict(model.encoder, bias=np.zeros(3, np.float32))))
 
 
 # ------------------------------------------------------------------------------ damaged files
@@ -108,12 +109,12 @@ def test_writer_refuses_what_a_reader_would(model):
 def test_a_cnrv_is_not_a_model(model, fitted):
     result = reuse.encode_with_model(moving_frames(3), FPS, model, CompressionConfig(), CPU)
     with pytest.raises(CorruptContainerError, match=r"not a \.cnrvm file \(wrong signature\)"):
-        modelfile.read_model_file(write_container(result.container))
+        model_file.read_model_file(write_container(result.container))
 
 
 def test_unknown_major_is_unsupported(model_bytes):
     with pytest.raises(UnsupportedVersionError, match=r"\.cnrvm file was written by format version 2"):
-        modelfile.read_model_file(model_bytes[:8] + b"\x02" + model_bytes[9:])
+        model_file.read_model_file(model_bytes[:8] + b"\x02" + model_bytes[9:])
 
 
 def test_every_truncation_is_refused(model_bytes):
@@ -121,7 +122,7 @@ def test_every_truncation_is_refused(model_bytes):
     offsets = sorted(set(range(0, 200)) | set(range(0, len(model_bytes), step)) | {len(model_bytes) - 1})
     for cut in offsets:
         with pytest.raises(CorruptContainerError):
-            modelfile.read_model_file(model_bytes[:cut])
+            model_file.read_model_file(model_bytes[:cut])
 
 
 def test_random_bit_flips_raise_only_container_errors(model_bytes):
@@ -130,7 +131,7 @@ def test_random_bit_flips_raise_only_container_errors(model_bytes):
         data = bytearray(model_bytes)
         data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
         try:
-            modelfile.read_model_file(bytes(data))
+            model_file.read_model_file(bytes(data))
         except (CorruptContainerError, UnsupportedVersionError):
             pass
 
@@ -151,12 +152,12 @@ def _rebuild(model_bytes: bytes, edit) -> bytes:
 ])
 def test_structural_damage_is_named(model_bytes, edit, match):
     with pytest.raises(CorruptContainerError, match=match):
-        modelfile.read_model_file(_rebuild(model_bytes, edit))
+        model_file.read_model_file(_rebuild(model_bytes, edit))
 
 
 def test_unknown_skippable_chunk_is_ignored(model_bytes, model):
     data = _rebuild(model_bytes, lambda c: c[:3] + [("xtra", b"hello")] + c[3:])
-    assert modelfile.read_model_file(data).sha256 == model.sha256
+    assert model_file.read_model_file(data).sha256 == model.sha256
 
 
 def test_non_finite_encoder_values_are_refused(model_bytes):
@@ -165,7 +166,7 @@ def test_non_finite_encoder_values_are_refused(model_bytes):
         return [chunks[0], (kind, struct.pack("<f", float("nan")) + payload[4:])] + chunks[2:]
 
     with pytest.raises(CorruptContainerError, match="encoder raw_mean has non-finite"):
-        modelfile.read_model_file(_rebuild(model_bytes, poison))
+        model_file.read_model_file(_rebuild(model_bytes, poison))
 
 
 # --------------------------------------------------------------------- streams that refer (MREF)
@@ -202,7 +203,7 @@ def test_referring_stream_needs_the_right_model(model, new_clip):
     decode_only = reuse.model_file_from_container(
         read_container(write_container(reuse.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU).container)), {})
     assert decode_only.sha256 == model.sha256  # the export decodes streams that refer to the full model
-    from cnervcodec.container import encode_decoder
+    from cnervcodec.format.tensor_records import encode_decoder
 
     assert encode_decoder(reuse.attach_model(ref, decode_only).decoder) == encode_decoder(model.decoder)
 
@@ -330,9 +331,9 @@ def test_model_info_refuses_a_cnrv(cli_files, capsys, tmp_path):
 def test_a_model_given_where_a_stream_belongs_gets_a_hint(capsys, model_bytes, tmp_path):
     from conftest import run_cnerv
 
-    from cnervcodec.cli_codec import MODEL_FILE_SIGNATURE
+    from cnervcodec.cli.codec import MODEL_FILE_SIGNATURE
 
-    assert MODEL_FILE_SIGNATURE == modelfile.MODEL_SIGNATURE
+    assert MODEL_FILE_SIGNATURE == model_file.MODEL_SIGNATURE
     path = tmp_path / "m.cnrvm"
     path.write_bytes(model_bytes)
     for command in (["info", str(path)], ["decode", str(path), "-o", str(tmp_path / "x.y4m")]):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnervcodec.container import AXIS_TENSOR
+from cnervcodec.format.records import AXIS_TENSOR
 from cnervcodec.quantize import dequantize, quant_params, quantize, quantize_tensor
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnervcodec.container import AudioPacket, AudioTrack
+from cnervcodec.format.records import AudioPacket, AudioTrack
 from cnervcodec.errors import BadInputError
 from cnervcodec.video_io import FrameSelection, read_video
 from cnervcodec.video_out import check_can_write, open_video_writer, png_frame_path, rgb_to_yuv444p16_full

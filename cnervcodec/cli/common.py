@@ -6,7 +6,6 @@ Kept apart from the command modules so each stays short; nothing here holds code
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -75,16 +74,10 @@ def read_input(path: str, opts: InputOptions):
 
 
 def choose_device(name: str):
-    """--device auto|cpu|cuda: auto takes CUDA when present; the CPU path uses every core it may."""
-    import torch
+    """--device auto|cpu|cuda (``devices.pick_device``)."""
+    from cnervcodec.devices import pick_device
 
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BadInputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    device = torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-    if device.type == "cpu":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores))
-    return device
+    return pick_device(name)
 
 
 def read_bounded_file(path: str | Path, max_bytes: int, kind: str) -> bytes:
@@ -97,16 +90,27 @@ def read_bounded_file(path: str | Path, max_bytes: int, kind: str) -> bytes:
     return file.read_bytes()
 
 
-def check_output(path: Path, overwrite: bool, inputs: tuple[str, ...]) -> None:
-    """Refuse to write over an input, into a missing folder, or over a file without -y."""
-    resolved = path.resolve()
-    for source in inputs:
-        if Path(source).resolve() == resolved:
-            raise BadInputError(f"{path}: refusing to write the output over the input")
-    if not resolved.parent.is_dir():
-        raise BadInputError(f"{path}: folder {path.parent} does not exist")
-    if path.exists() and not overwrite:
-        raise BadInputError(f"{path} exists: pass -y to overwrite it")
+MAX_CNRV_BYTES = 4 << 30
+MAX_CNRVM_BYTES = 4 << 30
+
+
+def read_cnrv_bytes(path: str) -> bytes:
+    """A .cnrv file's bytes, refusing missing files, sizes no .cnrv can have, and model files."""
+    from cnervcodec.format.model_file import MODEL_SIGNATURE
+
+    data = read_bounded_file(path, MAX_CNRV_BYTES, ".cnrv")
+    if data.startswith(MODEL_SIGNATURE):
+        raise BadInputError(f"{path} is a .cnrvm model, not a video stream: see cnerv model info, "
+                            "or give it to encode/decode with --model")
+    return data
+
+
+def read_model_path(path: str | Path):
+    """Parse a .cnrvm file: (ModelFile, its size in bytes); corrupt or unsupported files raise the format's errors."""
+    from cnervcodec.format.model_file import read_model_file
+
+    data = read_bounded_file(path, MAX_CNRVM_BYTES, ".cnrvm")
+    return read_model_file(data), len(data)
 
 
 class ProgressLine:

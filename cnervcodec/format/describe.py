@@ -1,4 +1,7 @@
-"""What ``cnerv info`` shows: version, chunk table, header fields and the byte split of a parsed container.
+"""What ``cnerv info`` and ``cnerv model info`` report, as plain JSON-ready dicts (the CLI formats the text).
+
+Version, chunk table, header fields and the byte split of a parsed container; a model file's hash,
+network and sizes. Bytes only: no torch is imported on this path.
 
 The byte split puts every byte of the file in one bucket: the decoder (the DECO chunk, framing
 included; a model reference MREF counts here), the per-frame embeddings (EMBD), the audio (audi), and overhead: everything else
@@ -9,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnervcodec.container import Container
-from cnervcodec.metrics import bpp
+from cnervcodec.format.chunks import CHUNK_FRAMING_BYTES
+from cnervcodec.format.model_file import ModelFile
+from cnervcodec.format.stream import Container
+from cnervcodec.rate import bpp
 
-CHUNK_FRAMING_BYTES = 12  # length u32 + type 4 bytes + crc32 u32
 _BUCKETS = {"DECO": "model", "MREF": "model", "EMBD": "embeddings", "audi": "audio"}
 
 
@@ -61,32 +65,7 @@ def container_info(container: Container, n_bytes: int) -> dict[str, Any]:
     }
 
 
-def format_info(info: dict[str, Any]) -> str:
-    """The human-readable form of ``container_info``."""
-    lines = [
-        f".cnrv version {info['version']}: {info['bytes']:,} bytes, {info['bpp']:.4f} bpp",
-        f"  video     {info['frames']} frames {info['width']}x{info['height']} (padded "
-        f"{info['padded_size'][0]}x{info['padded_size'][1]}) at {info['fps']} fps",
-        f"  network   {info['model']['arch']}, widths {info['model']['widths']}, grid "
-        f"{info['model']['embedding']['grid']}, d={info['model']['embedding']['dim']}, "
-        f"{info['decoder_params']:,} decoder params",
-        f"  quantize  {info['weight_bits']}-bit weights, {info['embed_bits']}-bit embeddings, "
-        f"{100 * info['prune_fraction']:.1f} % of weights pruned",
-    ]
-    if info.get("model_ref"):
-        lines.append(f"  decoder   not in this file: the model with SHA-256 {info['model_ref']} (decode --model)")
-    if info["audio"]:
-        a = info["audio"]
-        lines.append(f"  audio     {a['codec']} {a['sample_rate']} Hz, {a['channels']} ch, {a['packets']} packets")
-    lines.append("  chunks    type  offset      length  crc")
-    lines.extend(f"            {c['type']}  {c['offset']:>8}  {c['length']:>10}  {'ok' if c['crc_ok'] else 'BAD'}"
-                 for c in info["chunks"])
-    lines.append("  bytes     " + ", ".join(
-        f"{k} {v:,} ({info['split_bpp'][k]:.4f} bpp)" for k, v in info["split_bytes"].items()))
-    return "\n".join(lines)
-
-
-def model_info(model_file, n_bytes: int) -> dict[str, Any]:
+def model_info(model_file: ModelFile, n_bytes: int) -> dict[str, Any]:
     """``cnerv model info``: what a .cnrvm holds and the hash streams refer to it by."""
     model = model_file.model
     return {
@@ -96,16 +75,3 @@ def model_info(model_file, n_bytes: int) -> dict[str, Any]:
         "encoder_params": 0 if model_file.encoder is None else sum(v.size for v in model_file.encoder.values()),
         "model": model.to_dict(), "metadata": model_file.metadata,
     }
-
-
-def format_model_info(info: dict[str, Any]) -> str:
-    lines = [
-        f".cnrvm model {info['sha256']}: {info['bytes']:,} bytes",
-        f"  frames    {info['width']}x{info['height']} (encode inputs of this size; --scale others)",
-        f"  network   cnerv, widths {info['model']['widths']}, grid {info['model']['embedding']['grid']}, "
-        f"d={info['model']['embedding']['dim']}, {info['decoder_params']:,} decoder params",
-        f"  decoder   {info['weight_bits']}-bit weights, {100 * info['prune_fraction']:.1f} % pruned",
-        "  encoder   " + (f"{info['encoder_params']:,} float32 values" if info["has_encoder"]
-                           else "none (decode-only: exported from a .cnrv)"),
-    ]
-    return "\n".join(lines)

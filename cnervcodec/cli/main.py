@@ -15,21 +15,22 @@ from typing import Any
 import click
 
 from cnervcodec import __version__
+from cnervcodec.atomic import atomic_write_bytes
 from cnervcodec.config import SIZES, FitConfig, build_model_config, parse_grid
-from cnervcodec.cli_common import (
+from cnervcodec.atomic import check_writable
+from cnervcodec.cli.common import (
     InputOptions,
     ProgressLine,
     StopFlag,
-    size_help,
-    check_output,
     choose_device,
     emit,
     input_options,
     read_input,
+    size_help,
 )
-from cnervcodec.cli_bdrate import bd_rate_command
-from cnervcodec.cli_codec import decode_command, encode_command, info_command
-from cnervcodec.cli_model import model_group
+from cnervcodec.cli.bdrate import bd_rate_command
+from cnervcodec.cli.codec import decode_command, encode_command, info_command
+from cnervcodec.cli.model import model_group
 from cnervcodec.errors import BadInputError, CnervError
 
 EPILOG_FIT = """\b
@@ -91,11 +92,11 @@ def fit_command(input_paths: tuple[str, ...], output: Path | None, bits: int, ar
     With --holdout K, every K-th frame is kept out of training and reported as "unseen": CNeRV
     encodes such frames from their content in one forward pass, NeRV can only guess from the index.
     """
-    from cnervcodec.experiment import run_fit
+    from cnervcodec.fit_report import fit_clip
 
     opts = InputOptions(**input_kw)
     if output is not None:
-        check_output(output, overwrite, input_paths)
+        check_writable(output, overwrite, input_paths)
         if output.suffix == ".cnrvm" and arch != "cnerv":
             raise click.UsageError("a .cnrvm model holds a CNeRV network: drop --arch nerv or write .safetensors")
     ckpt_path = checkpoint or (output.with_name(output.name + ".ckpt") if output is not None else None)
@@ -103,20 +104,44 @@ def fit_command(input_paths: tuple[str, ...], output: Path | None, bits: int, ar
     model_config = build_model_config(arch, size, clip.height, clip.width,
                                       grid=parse_grid(grid, clip.height, clip.width), embed_dim=embed_dim,
                                       n_frames=clip.n_frames)
-    fit_config = FitConfig(epochs=epochs, lr=lr, batch=batch, seed=seed, holdout=holdout).validate()
+    fit_config = FitConfig(epochs=epochs, lr=lr, batch=batch, seed=seed, holdout=holdout)
     torch_device = choose_device(device)
     progress = None if quiet else ProgressLine(arch)
     try:
         with StopFlag() as stop:
-            report = run_fit(clip, model_config, fit_config, torch_device, progress=progress,
-                             checkpoint_path=ckpt_path, checkpoint_every_s=checkpoint_every, resume=resume,
-                             should_stop=stop, output=output, size=size, weight_bits=bits)
+            result, report = fit_clip(clip, model_config, fit_config, torch_device, progress=progress,
+                                      checkpoint_path=ckpt_path, checkpoint_every_s=checkpoint_every, resume=resume,
+                                      should_stop=stop, size=size)
     finally:
         if progress is not None:
             progress.close()
+    if output is not None:
+        report["model"] = str(output)
+        _save_fit(output, result, bits, report)
     if ckpt_path is not None and checkpoint is None and output is not None:
         ckpt_path.unlink(missing_ok=True)
     emit(report, as_json, format_fit_report)
+
+
+def _save_fit(output: Path, result, weight_bits: int, report: dict[str, Any]) -> None:
+    """Write the fit: a .cnrvm model (decoder quantized to ``weight_bits``; its hash goes in the
+    report) or the float network and embeddings as .safetensors."""
+    from cnervcodec.codec import metadata
+    from cnervcodec.config import CompressionConfig
+    from cnervcodec.fit import fitted_embeddings
+    from cnervcodec.format.model_file import write_model_file
+    from cnervcodec.safetensors_files import save_model
+    from cnervcodec.trained_model import model_file_from_network
+
+    if output.suffix == ".cnrvm":
+        meta = metadata(trained_on=report["input"], fit=result.config.to_dict(), seen=report["seen"],
+                        unseen=report["unseen"])
+        model_file = model_file_from_network(result.network, CompressionConfig(weight_bits=weight_bits), meta)
+        atomic_write_bytes(output, write_model_file(model_file))
+        report["model_sha256"] = model_file.sha256.hex()
+    else:
+        save_model(output, result.network.cpu(), fitted_embeddings(result),
+                   {"fit": report, "fit_config": result.config.to_dict()})
 
 
 def read_clips(paths: tuple[str, ...], opts: InputOptions):

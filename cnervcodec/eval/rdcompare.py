@@ -19,19 +19,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import torch
 
-from cnervcodec import __version__, anchors, bdrate, metrics
-from cnervcodec.codec import compress_fit, encode_metadata, prune_fit
-from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig
-from cnervcodec.container import write_container
+from cnervcodec import __version__, metrics
+from cnervcodec.eval import anchors, bdrate
+from cnervcodec.codec import code_fit, decode, encode_metadata
+from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig, PruneConfig
 from cnervcodec.errors import BadInputError
 from cnervcodec.fit import FitProgress, fit
+from cnervcodec.prune import prune_fit
 
 DEFAULT_BITS_LADDER = (8, 6, 5, 4)
 DEFAULT_PRUNE_LADDER = (0.0, 0.2, 0.4)
@@ -69,6 +70,9 @@ class RdSettings:
     embed_bits: int = 6
     prune_epochs: int = 10
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> RdSettings:
         for name in self.anchors:
             if name not in anchors.CODECS:
@@ -88,7 +92,8 @@ class RdSettings:
         for bits in self.bits_ladder:
             if not 1 <= bits <= 16:
                 raise BadInputError(f"--bits-ladder values must be whole numbers from 1 to 16, got {bits}")
-        CompressionConfig(embed_bits=self.embed_bits, prune_epochs=self.prune_epochs).validate()
+        CompressionConfig(embed_bits=self.embed_bits)
+        PruneConfig(epochs=self.prune_epochs)
         return self
 
 
@@ -113,19 +118,16 @@ def cnerv_candidates(frames_u8: torch.Tensor, fps: Fraction, fitted, rd: RdSetti
     points = []
     for prune in sorted(rd.prune_ladder):
         started = time.monotonic()
-        prune_cfg = CompressionConfig(prune=prune, prune_epochs=rd.prune_epochs)
-        source = prune_fit(frames_u8, fitted, prune_cfg, device) if prune > 0 else fitted
+        prune_config = PruneConfig(fraction=prune, epochs=rd.prune_epochs)
+        source = prune_fit(frames_u8, fitted, prune_config, device)
         prune_seconds = time.monotonic() - started
         for bits in sorted(rd.bits_ladder, reverse=True):
-            compression = CompressionConfig(weight_bits=bits, embed_bits=rd.embed_bits, prune=prune,
-                                            prune_epochs=rd.prune_epochs)
-            meta = encode_metadata(source_name, size, preset, fitted.config, compression, f"cnervcodec {__version__}")
-            # ``source`` is already pruned: compress_fit only quantizes and codes it (prune 0 here).
-            result = compress_fit(frames_u8, source, fps, replace(compression, prune=0.0), device, metadata=meta)
-            data = write_container(result.container)
+            compression = CompressionConfig(weight_bits=bits, embed_bits=rd.embed_bits)
+            meta = encode_metadata(source_name, size, preset, fitted.config, compression, prune_config)
+            data = code_fit(source, fps, compression, metadata=meta)
             if keep is not None:
                 keep(f"cnerv_bits{bits}_prune{prune:g}.cnrv", data)
-            point = _quality_point(frames_u8, result.decoded, len(data))
+            point = _quality_point(frames_u8, decode(data, device=device), len(data))
             point |= {"bits": bits, "embed_bits": rd.embed_bits, "prune": prune,
                       "prune_seconds": round(prune_seconds, 3)}
             log(f"cnerv bits {bits} prune {prune:g}: {point['bpp']:.4f} bpp, "
@@ -266,7 +268,6 @@ def run(frames_u8: torch.Tensor, fps: Fraction, model: ModelConfig, fit_config: 
         progress: Callable[[FitProgress], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """Fit once, build the CNeRV curve, the anchors around it, and every BD metric: one JSON-ready dict."""
-    rd = rd.validate()
     started = time.monotonic()
     fitted = fit(frames_u8, model, fit_config, device, progress=progress, should_stop=should_stop)
     log(f"fit: {fitted.fit_seconds:.1f} s, {fitted.train_fps:.1f} frames/s")

@@ -13,28 +13,31 @@ from typing import Any
 
 import click
 
-from cnervcodec import __version__
 from cnervcodec.atomic import atomic_write_bytes
-from cnervcodec.cli_common import (
+from cnervcodec.atomic import check_writable
+from cnervcodec.cli.common import (
     InputOptions,
     ProgressLine,
     StopFlag,
-    check_output,
     choose_device,
     emit,
     input_options,
-    read_bounded_file,
+    read_cnrv_bytes,
+    read_model_path,
     read_input,
     size_help,
 )
-from cnervcodec.config import PRESETS, SIZES, CompressionConfig, FitConfig, build_model_config, parse_grid
-from cnervcodec.errors import BadInputError
-
-MAX_CNRV_BYTES = 4 << 30
-MODEL_FILE_SIGNATURE = b"\x89CNM\r\n\x1a\n"  # modelfile.MODEL_SIGNATURE, without importing numpy for it
-# codec.MAX_INTERPOLATE and codec.INTERPOLATION_MODES, repeated so that --help needs no torch (a test keeps them equal).
-MAX_INTERPOLATE = 16
-INTERPOLATION_MODES = ("linear", "slerp")
+from cnervcodec.config import (
+    INTERPOLATION_MODES,
+    MAX_INTERPOLATE,
+    PRESETS,
+    SIZES,
+    CompressionConfig,
+    FitConfig,
+    PruneConfig,
+    build_model_config,
+    parse_grid,
+)
 
 EPILOG_ENCODE = """\b
 Examples:
@@ -53,6 +56,7 @@ Examples:
   cnerv decode clip.cnrv -o frames/f_%05d.png   # one PNG per frame
   cnerv decode new.cnrv --model domain.cnrvm -o new.mp4   # a stream encoded with --model-ref
   cnerv decode clip.cnrv -o clip4x.mp4 --interpolate 4 --interp slerp   # 4x the frame rate, same duration
+  cnerv decode clip.cnrv -o part.mp4 --start 100 --frames 25   # random access: frames 100..124 only
 """
 
 EPILOG_INFO = """\b
@@ -60,15 +64,6 @@ Examples:
   cnerv info clip.cnrv
   cnerv info clip.cnrv --json
 """
-
-
-def read_cnrv_bytes(path: str) -> bytes:
-    """A .cnrv file's bytes, refusing missing files and sizes no .cnrv can have."""
-    data = read_bounded_file(path, MAX_CNRV_BYTES, ".cnrv")
-    if data.startswith(MODEL_FILE_SIGNATURE):
-        raise BadInputError(f"{path} is a .cnrvm model, not a video stream: see cnerv model info, "
-                            "or give it to encode/decode with --model")
-    return data
 
 
 def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
@@ -119,11 +114,11 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
     decoder will rebuild from the file, not of the float model.
     """
     from cnervcodec.codec import EncodeSettings, encode, encode_metadata
-    from cnervcodec.container import ColorInfo
+    from cnervcodec.format.records import ColorInfo
 
     started = time.monotonic()
     opts = InputOptions(**input_kw)
-    check_output(output, overwrite, (input_path,))
+    check_writable(output, overwrite, (input_path,))
     if model_path is None and (model_ref or refine_embeddings):
         raise click.UsageError("--model-ref and --refine-embeddings need --model MODEL.cnrvm")
     if model_path is not None:
@@ -136,42 +131,44 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
     settings = EncodeSettings(
         model=build_model_config("cnerv", size, clip.height, clip.width,
                                  grid=parse_grid(grid, clip.height, clip.width), embed_dim=embed_dim),
-        fit=FitConfig(epochs=epochs or recipe.epochs, lr=lr, batch=batch, seed=seed, fit_every=fit_every).validate(),
-        compression=CompressionConfig(weight_bits=bits, embed_bits=embed_bits, prune=prune,
-                                      prune_epochs=recipe.prune_epochs).validate(),
+        fit=FitConfig(epochs=epochs or recipe.epochs, lr=lr, batch=batch, seed=seed, fit_every=fit_every),
+        compression=CompressionConfig(weight_bits=bits, embed_bits=embed_bits),
+        prune=PruneConfig(fraction=prune, epochs=recipe.prune_epochs),
     )
     audio = _audio_for(input_path, opts, clip)
     metadata = encode_metadata(Path(input_path).name, size, preset, settings.fit, settings.compression,
-                               f"cnervcodec {__version__}")
+                               settings.prune)
+    torch_device = choose_device(device)
     progress = None if quiet else ProgressLine("encode")
     try:
         with StopFlag() as stop:
-            result = encode(clip.frames, clip.fps, settings, choose_device(device), audio=audio, metadata=metadata,
+            result = encode(clip.frames, clip.fps, settings, torch_device, audio=audio, metadata=metadata,
                             color=ColorInfo(*clip.color),
                             progress=(lambda stage, p: progress(p)) if progress else None, should_stop=stop)
     finally:
         if progress is not None:
             progress.close()
-    report, quality = _write_and_score(result, output, clip, started)
+    report, quality, decoded = _write_and_score(result.data, output, clip, torch_device, started)
     if fit_every > 1:
-        report.update(_seen_unseen_quality(clip.frames, result.decoded, settings.fit))
+        report.update(_seen_unseen_quality(clip.frames, decoded, settings.fit))
         report["fit_seconds"] = round(result.fit_seconds, 3)
     notes = list(clip.notes) + ([quality.note] if quality.note else [])
     emit(report, as_json, lambda r: _format_encode(r, output, notes))
 
 
-def _write_and_score(result, output: Path, clip, started: float) -> tuple[dict[str, Any], Any]:
-    """Write the .cnrv and measure what its decoder rebuilds: the report every encode prints."""
-    from cnervcodec.container import write_container
+def _write_and_score(data: bytes, output: Path, clip, device, started: float, model_file=None):
+    """Write the .cnrv and measure the frames decoded from its bytes: the report every encode prints.
+    Returns (report, quality, decoded frames)."""
+    from cnervcodec.codec import decode
     from cnervcodec.metrics import quality_report, rate_point
 
-    data = write_container(result.container)
     atomic_write_bytes(output, data)
-    quality = quality_report(clip.frames, result.decoded)
+    decoded = decode(data, model_file=model_file, device=device)
+    quality = quality_report(clip.frames, decoded)
     report = {"frames": clip.n_frames, "width": clip.width, "height": clip.height, "fps": str(clip.fps),
               **rate_point(quality, len(data), clip.height, clip.width),
               "encode_seconds": round(time.monotonic() - started, 3)}
-    return report, quality
+    return report, quality, decoded
 
 
 FIT_OPTIONS = ("bits", "prune", "size", "preset", "epochs", "grid", "embed_dim", "lr", "batch", "seed", "fit_every")
@@ -191,20 +188,21 @@ def _check_model_options() -> None:
 def _encode_with_model(input_path: str, output: Path, model_path: str, model_ref: bool, refine_steps: int,
                        embed_bits: int, device: str, as_json: bool, opts: InputOptions, started: float) -> None:
     """``encode --model``: embeddings of every frame from the model's encoder layer, no fit."""
-    from cnervcodec.cli_model import read_model_path
-    from cnervcodec.container import ColorInfo
-    from cnervcodec.reuse import check_frame_size, encode_with_model
+    from cnervcodec.codec import encode_with_model, metadata
+    from cnervcodec.format.records import ColorInfo
+    from cnervcodec.trained_model import check_frame_size
 
     model_file = read_model_path(model_path)[0]
     clip = read_input(input_path, opts)
     check_frame_size(model_file, clip.width, clip.height)
-    metadata = {"encoder": f"cnervcodec {__version__}", "source": Path(input_path).name,
-                "settings": {"model": model_file.sha256.hex(), "model_ref": model_ref,
-                             "refine_embeddings": refine_steps, "embed_bits": embed_bits}}
-    result = encode_with_model(clip.frames, clip.fps, model_file, CompressionConfig(embed_bits=embed_bits).validate(),
-                               choose_device(device), model_ref=model_ref, refine_steps=refine_steps,
-                               color=ColorInfo(*clip.color), audio=_audio_for(input_path, opts, clip), metadata=metadata)
-    report, quality = _write_and_score(result, output, clip, started)
+    meta = metadata(source=Path(input_path).name,
+                    settings={"model": model_file.sha256.hex(), "model_ref": model_ref,
+                              "refine_embeddings": refine_steps, "embed_bits": embed_bits})
+    torch_device = choose_device(device)
+    result = encode_with_model(clip.frames, clip.fps, model_file, CompressionConfig(embed_bits=embed_bits),
+                               torch_device, model_ref=model_ref, refine_steps=refine_steps,
+                               color=ColorInfo(*clip.color), audio=_audio_for(input_path, opts, clip), metadata=meta)
+    report, quality, _ = _write_and_score(result.data, output, clip, torch_device, started, model_file)
     report.update(model=model_file.sha256.hex(), model_ref=model_ref, refine_embeddings=refine_steps,
                   embed_seconds=round(result.fit_seconds, 3))
     notes = list(clip.notes) + ([quality.note] if quality.note else [])
@@ -214,18 +212,17 @@ def _encode_with_model(input_path: str, output: Path, model_path: str, model_ref
 
 
 def _seen_unseen_quality(frames_u8, decoded_u8, fit_config: FitConfig) -> dict[str, Any]:
-    """``--fit-every``: the decoded frames scored apart by whether the fit trained on them, since
-    unseen frames rely on the encoder generalizing and are usually the worse ones."""
+    """``--fit-every``: the decoded frames scored apart by whether the fit trained on them."""
     from cnervcodec.fit import training_split
-    from cnervcodec.metrics import quality_report
+    from cnervcodec.metrics import subset_quality
 
+    seen, unseen = training_split(frames_u8.shape[0], fit_config)
+    quality = subset_quality(frames_u8, decoded_u8, {"seen": seen, "unseen": unseen})
     report: dict[str, Any] = {"fit_every": fit_config.fit_every}
-    for name, indices in zip(("seen", "unseen"), training_split(frames_u8.shape[0], fit_config)):
-        scores = {"psnr": None, "psnr_yuv": None, "ms_ssim": None}
-        if len(indices) > 0:
-            q = quality_report(frames_u8[indices], decoded_u8[indices])
-            scores = {"psnr": q.psnr, "psnr_yuv": q.psnr_yuv, "ms_ssim": q.ms_ssim}
-        report[name] = {"frames": len(indices), **scores}
+    for name, indices in (("seen", seen), ("unseen", unseen)):
+        q = quality[name]
+        report[name] = {"frames": len(indices), "psnr": q.psnr if q else None,
+                        "psnr_yuv": q.psnr_yuv if q else None, "ms_ssim": q.ms_ssim if q else None}
     return report
 
 
@@ -265,55 +262,65 @@ def _psnr_text(q: dict[str, Any]) -> str:
                    "along a great circle with its length blended linearly (slerp).")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="The .cnrvm model a stream encoded with --model-ref refers to (checked by its SHA-256).")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+              help="First frame to decode (0-based): random access, no other frame is needed.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Number of frames to decode from --start [default: to the end]; the audio is cut to match.")
 @click.option("-y", "--overwrite", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def decode_command(input_path: str, output: Path, crf: int | None, device: str, batch: int, interpolate: int,
-                   interp: str, model_path: str | None, overwrite: bool, as_json: bool) -> None:
+                   interp: str, model_path: str | None, start: int, frames: int | None, overwrite: bool,
+                   as_json: bool) -> None:
     """Rebuild the video in IN.cnrv and write it to OUT (format by extension).
 
     Restores the original size, frame count and exact frame rate, and muxes the input's audio back
     when the file carries it. Frames are rebuilt in batches and streamed to the muxer.
     --interpolate N writes N times as many frames at N times the rate (so the audio stays in sync):
     every N-th frame is the plain decode, the ones between are decoded from blended embeddings.
+    --start K --frames N decodes frames K..K+N-1 only, bit for bit as a full decode gives them.
     """
-    from cnervcodec.codec import check_interpolation, decoding_network, render_interpolated
-    from cnervcodec.container import read_container
+    from cnervcodec.audio import cut_track
+    from cnervcodec.codec import check_range, open_stream, render_frames
     from cnervcodec.video_out import check_can_write, open_video_writer
 
     started = time.monotonic()
     check_can_write(output, overwrite, [input_path])
-    container = read_container(read_cnrv_bytes(input_path))
-    if model_path is not None or container.model_ref is not None:
-        container = _with_model(container, model_path)
-    header = container.header
-    check_interpolation(interpolate, interp, header.model.arch)
-    network = decoding_network(container)
+    data = read_cnrv_bytes(input_path)
+    model_file = read_model_path(model_path)[0] if model_path is not None else None
+    network = open_stream(data, model_file, model_path or "the model", interpolate=interpolate, mode=interp)
+    header = network.header
+    count = check_range(header.n_frames, start, frames)
+    audio = network.audio
+    if (start, count) != (0, header.n_frames):
+        audio = cut_track(audio, Fraction(start) / header.fps, Fraction(count) / header.fps)
     fps = header.fps * interpolate
     with open_video_writer(output, width=header.model.width, height=header.model.height, fps=fps,
-                           audio=container.audio, crf=crf) as writer:
-        for frames in render_interpolated(network, interpolate, interp, choose_device(device), batch=batch):
-            writer.write(frames)
+                           audio=audio, crf=crf) as writer:
+        for batch_frames in render_frames(network, choose_device(device), batch, start=start, count=count,
+                                          interpolate=interpolate, mode=interp):
+            writer.write(batch_frames)
     seconds = time.monotonic() - started
     n_frames = writer.frames_written
     report = {"frames": n_frames, "decode_seconds": round(seconds, 3), "fps": str(fps),
               "frames_per_second": round(n_frames / seconds, 2) if seconds > 0 else None}
     notes = list(writer.notes)
+    if (start, count) != (0, header.n_frames):
+        report.update(start=start, stream_frames=header.n_frames)
     if interpolate > 1:
-        report.update(source_frames=header.n_frames, interpolate=interpolate, interp=interp)
-        notes.append(f"the last frame is held for {interpolate - 1} more frames (it has nothing to interpolate "
-                     f"towards), so the video keeps its {float(header.n_frames / header.fps):.3f} s")
+        report.update(source_frames=count, interpolate=interpolate, interp=interp)
+        if start + count == header.n_frames:
+            notes.append(f"the last frame is held for {interpolate - 1} more frames (it has nothing to interpolate "
+                         f"towards), so the video keeps its {float(count / header.fps):.3f} s")
     emit(report, as_json, lambda r: "\n".join(
-        [f"{output}: {r['frames']} frames at {r['fps']} fps{_interpolation_text(r)}, decoded in "
+        [f"{output}: {r['frames']} frames at {r['fps']} fps{_interpolation_text(r)}{_range_text(r)}, decoded in "
          f"{r['decode_seconds']:.2f} s ({r['frames_per_second']} frames/s)"] + [f"  note: {n}" for n in notes]))
 
 
-def _with_model(container, model_path: str | None):
-    """A stream that refers to a model gets its decoder from the model file (hash checked)."""
-    from cnervcodec.cli_model import read_model_path
-    from cnervcodec.reuse import attach_model
-
-    model_file = read_model_path(model_path)[0] if model_path is not None else None
-    return attach_model(container, model_file, model_path or "the model")
+def _range_text(r: dict[str, Any]) -> str:
+    if "start" not in r:
+        return ""
+    count = r.get("source_frames", r["frames"])
+    return f" (frames {r['start']}..{r['start'] + count - 1} of {r['stream_frames']})"
 
 
 def _interpolation_text(r: dict[str, Any]) -> str:
@@ -327,8 +334,9 @@ def _interpolation_text(r: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def info_command(input_path: str, as_json: bool) -> None:
     """Show a .cnrv file's version, chunk table, header fields and where its bytes go."""
-    from cnervcodec.container import read_container
-    from cnervcodec.info import container_info, format_info
+    from cnervcodec.cli.text import format_info
+    from cnervcodec.format.describe import container_info
+    from cnervcodec.format.stream import read_container
 
     data = read_cnrv_bytes(input_path)
     info = container_info(read_container(data), len(data))

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cnervcodec.atomic import atomic_write_bytes
-from cnervcodec.cli_common import (
+from cnervcodec.atomic import atomic_write_bytes, check_writable
+from cnervcodec.cli.common import (
     InputOptions,
     ProgressLine,
     StopFlag,
-    check_output,
     choose_device,
     emit,
     input_options,
@@ -43,7 +43,7 @@ Negative BD-rate: CNeRV needs fewer bits for the same quality. BD metrics use YU
 def _check_outputs(paths: list[Path | None], overwrite: bool, inputs: tuple[str, ...]) -> None:
     for path in paths:
         if path is not None:
-            check_output(path, overwrite, inputs)
+            check_writable(path, overwrite, inputs)
 
 
 def _keeper(folder: Path | None, overwrite: bool, input_path: str):
@@ -106,7 +106,7 @@ def _format_run(r: dict[str, Any], anchor_names: list[str]) -> str:
 
 
 def _run_curves(curves: tuple[Path, Path], method: str, as_json: bool) -> None:
-    from cnervcodec.bdrate import curves_report, load_curve
+    from cnervcodec.eval.curves import curves_report, load_curve
 
     anchor, test = (load_curve(path) for path in curves)
     emit(curves_report(anchor, test, method), as_json, _format_curves)
@@ -158,51 +158,66 @@ def bd_rate_command(input_path: str | None, curves: tuple[Path, Path] | None, me
     if curves is not None:
         _run_curves(curves, method, as_json)
         return
-    _run_input(input_path, dict(method=method, anchor_list=anchor_list, anchor_preset=anchor_preset,
-                                anchor_crfs=anchor_crfs, points=points, bits_ladder=bits_ladder,
-                                prune_ladder=prune_ladder, embed_bits=embed_bits, size=size, preset=preset,
-                                epochs=epochs, grid=grid, seed=seed, device=device),
-               plot, out, keep, overwrite, as_json, quiet, InputOptions(**input_kw))
+    from cnervcodec.eval.rdcompare import RdSettings, ladder_values
+
+    rd = RdSettings(
+        anchors=ladder_values(anchor_list, str.strip, "--anchors"), points=points, anchor_preset=anchor_preset,
+        anchor_crfs=ladder_values(anchor_crfs, int, "--anchor-crfs") if anchor_crfs else None, method=method,
+        bits_ladder=ladder_values(bits_ladder, int, "--bits-ladder"),
+        prune_ladder=ladder_values(prune_ladder, float, "--prune-ladder"), embed_bits=embed_bits,
+        prune_epochs=PRESETS[preset].prune_epochs)
+    fit_options = CnervFitOptions(size=size, preset=preset, epochs=epochs, grid=grid, seed=seed, device=device)
+    outputs = RunOutputs(plot=plot, out=out, keep=keep, overwrite=overwrite, as_json=as_json, quiet=quiet)
+    _run_input(input_path, rd, fit_options, outputs, InputOptions(**input_kw))
 
 
-def _rd_settings(o: dict[str, Any]):
-    from cnervcodec.rdcompare import RdSettings, ladder_values
+@dataclass(frozen=True)
+class CnervFitOptions:
+    """How ``cnerv bd-rate`` fits the CNeRV side (once, for the whole ladder)."""
 
-    return RdSettings(
-        anchors=ladder_values(o["anchor_list"], str.strip, "--anchors"), points=o["points"],
-        anchor_preset=o["anchor_preset"],
-        anchor_crfs=ladder_values(o["anchor_crfs"], int, "--anchor-crfs") if o["anchor_crfs"] else None,
-        method=o["method"], bits_ladder=ladder_values(o["bits_ladder"], int, "--bits-ladder"),
-        prune_ladder=ladder_values(o["prune_ladder"], float, "--prune-ladder"), embed_bits=o["embed_bits"],
-        prune_epochs=PRESETS[o["preset"]].prune_epochs,
-    ).validate()
+    size: str
+    preset: str
+    epochs: int | None  # None: the preset's
+    grid: str
+    seed: int
+    device: str
 
 
-def _run_input(input_path: str, o: dict[str, Any], plot: Path | None, out: Path | None, keep: Path | None,
-               overwrite: bool, as_json: bool, quiet: bool, opts: InputOptions) -> None:
-    from cnervcodec.rdcompare import plot_curves, run
+@dataclass(frozen=True)
+class RunOutputs:
+    """What ``cnerv bd-rate`` writes and prints besides its summary."""
 
-    rd = _rd_settings(o)
-    _check_outputs([plot, out], overwrite, (input_path,))
-    keeper = _keeper(keep, overwrite, input_path)
+    plot: Path | None
+    out: Path | None
+    keep: Path | None
+    overwrite: bool
+    as_json: bool
+    quiet: bool
+
+
+def _run_input(input_path: str, rd, fit_options: CnervFitOptions, outputs: RunOutputs, opts: InputOptions) -> None:
+    from cnervcodec.eval.rdcompare import plot_curves, run
+
+    o, plot, out = fit_options, outputs.plot, outputs.out
+    _check_outputs([plot, out], outputs.overwrite, (input_path,))
+    keeper = _keeper(outputs.keep, outputs.overwrite, input_path)
     if plot is not None:
-        from cnervcodec.rdplot import require_matplotlib
+        from cnervcodec.eval.rdplot import require_matplotlib
 
         require_matplotlib()
     clip = read_input(input_path, opts)
     if clip.width % 2 or clip.height % 2:
         raise BadInputError(f"{input_path}: {clip.width}x{clip.height} has an odd side; the 4:2:0 anchors need "
                             f"even sides: use --scale to an even size")
-    model = build_model_config("cnerv", o["size"], clip.height, clip.width, grid=parse_grid(o["grid"], clip.height, clip.width))
-    fit_config = FitConfig(epochs=o["epochs"] or PRESETS[o["preset"]].epochs, seed=o["seed"]).validate()
-    log = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
-    progress = None if quiet else ProgressLine("fit")
+    model = build_model_config("cnerv", o.size, clip.height, clip.width, grid=parse_grid(o.grid, clip.height, clip.width))
+    fit_config = FitConfig(epochs=o.epochs or PRESETS[o.preset].epochs, seed=o.seed)
+    log = (lambda text: None) if outputs.quiet else (lambda text: click.echo(text, err=True))
+    progress = None if outputs.quiet else ProgressLine("fit")
     started = time.monotonic()
     try:
         with StopFlag() as stop:
-            report = run(clip.frames, clip.fps, model, fit_config, rd, choose_device(o["device"]),
-                         source_name=Path(input_path).name, size=o["size"], preset=o["preset"], log=log,
-                         keep=keeper,
+            report = run(clip.frames, clip.fps, model, fit_config, rd, choose_device(o.device),
+                         source_name=Path(input_path).name, size=o.size, preset=o.preset, log=log, keep=keeper,
                          progress=progress, should_stop=stop)
     finally:
         if progress is not None:
@@ -211,10 +226,10 @@ def _run_input(input_path: str, o: dict[str, Any], plot: Path | None, out: Path 
     if out is not None:
         _write_json(out, report)
     if plot is not None:
-        from cnervcodec.rdplot import plot_rd
+        from cnervcodec.eval.rdplot import plot_rd
 
         plot_rd(plot_curves(report, rd.anchors), plot,
                 title=f"{Path(input_path).name}: {clip.n_frames} frames {clip.width}x{clip.height}")
     summary = {k: v for k, v in report.items() if k != "cnerv"} | {
         "cnerv": {k: v for k, v in report["cnerv"].items() if k != "candidates"}}
-    emit(summary, as_json, lambda r: _format_run(r, list(rd.anchors)))
+    emit(summary, outputs.as_json, lambda r: _format_run(r, list(rd.anchors)))

@@ -37,7 +37,7 @@ from av.video.reformatter import ColorRange
 
 from cnervcodec import metrics
 from cnervcodec.errors import BadInputError
-from cnervcodec.video_io import frame_to_rgb
+from cnervcodec.video_frames import frame_to_rgb
 
 AVCOL_SMPTE170M = 6  # BT.601 525-line: matrix, primaries and transfer codes used to tag the stream
 CRF_STEP = 5
@@ -266,7 +266,7 @@ def _settings(codec: str, spec: _CodecSpec, options: dict[str, str], library_tex
         "threads": threads,
         "pix_fmt": "yuv420p",
         "rgb_to_yuv": "cnervcodec.metrics.rgb_to_yuv420 (BT.601 limited range, 2x2 chroma mean)",
-        "yuv_to_rgb": "cnervcodec.video_io.frame_to_rgb (swscale, accurate rounding)",
+        "yuv_to_rgb": "cnervcodec.video_frames.frame_to_rgb (swscale, accurate rounding)",
         "colour_matrix": "BT.601 (smpte170m, tagged in the stream)",
         "colour_range": "limited (tv)",
         "keyint": int(keyint.group(1)) if keyint else "encoder default",

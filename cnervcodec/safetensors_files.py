@@ -1,4 +1,4 @@
-"""Model files and training checkpoints: safetensors tensors plus JSON in the safetensors metadata.
+"""Float models and training checkpoints as safetensors files: tensors plus JSON in the safetensors metadata.
 
 Nothing here unpickles: safetensors stores raw tensors behind a bounded JSON header, and our own
 metadata is JSON validated field by field. Before a network is built from a file, the parameter

@@ -1,6 +1,6 @@
 """The ``.cnrvm`` model file (``bitstream_spec.md`` section 17): a trained CNeRV network for reuse.
 
-The byte format only, like ``container``, whose framing it shares (preamble, CRC'd chunks, bounded
+The byte format only, like ``stream``, whose framing it shares (preamble, CRC'd chunks, bounded
 reads, tensor records): no torch here. A model holds the encoder layer in float32 (embeddings of new
 frames must come out exactly as the trainer's would) and the decoder already quantized and coded, so
 that a stream referring to it by hash decodes to the same frames as a stream that copies it.
@@ -9,7 +9,6 @@ that a stream referring to it by hash decodes to the same frames as a stream tha
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import struct
 from dataclasses import dataclass, field
@@ -18,25 +17,21 @@ from typing import Any
 import numpy as np
 
 from cnervcodec.config import MAX_SIDE_PX, ModelConfig
-from cnervcodec.container import (
-    CHUNK_DECO,
+from cnervcodec.format.chunks import (
     CHUNK_END,
     CHUNK_META,
-    LARGEST_F32_BELOW_1,
-    MAX_BITS,
     ChunkCursor,
     FileFormat,
-    TensorRecord,
-    check_tensor,
-    encode_decoder,
-    encode_model_config,
+    encode_meta,
     frame_chunks,
     parse_guarded,
     read_chunks,
-    read_decoder,
     read_meta,
-    read_model_config,
 )
+from cnervcodec.format.network_fields import encode_model_config, read_model_config
+from cnervcodec.format.records import TensorRecord
+from cnervcodec.format.stream import CHUNK_DECO, LARGEST_F32_BELOW_1
+from cnervcodec.format.tensor_records import MAX_BITS, check_tensor, encode_decoder, read_decoder
 from cnervcodec.errors import CorruptContainerError
 
 MODEL_SIGNATURE = b"\x89CNM\r\n\x1a\n"
@@ -108,8 +103,7 @@ def write_model_file(model_file: ModelFile) -> bytes:
         chunks.append((CHUNK_ENCO, b"".join(model_file.encoder[name].astype("<f4").tobytes() for name in ENCODER_FIELDS)))
     chunks.append((CHUNK_DECO, encode_decoder(model_file.decoder)))
     if model_file.metadata:
-        text = json.dumps(model_file.metadata, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        chunks.append((CHUNK_META, text.encode("ascii")))
+        chunks.append((CHUNK_META, encode_meta(model_file.metadata)))
     chunks.append((CHUNK_END, b""))
     data = frame_chunks(MODEL_FORMAT, chunks)
     read_model_file(data)

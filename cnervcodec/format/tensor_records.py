@@ -1,0 +1,145 @@
+"""Tensor records and the DECO list (``bitstream_spec.md`` sections 6 and 7), shared by both layouts.
+
+A record is a tensor's shape, its eq. 4 quantization ranges and its coded symbols. Reading checks
+every shape, count and length against the limits and against what the chunk still holds before
+allocating; writing refuses what a reader would refuse (``check_tensor``).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+
+from cnervcodec.format.chunks import U32_MAX, ChunkCursor
+from cnervcodec.format.records import AXIS_TENSOR, CODER_CATEGORICAL, CODER_NAMES, CODER_RAW, QuantParams, SymbolStream, TensorRecord
+
+MAX_BITS = 16
+MAX_NDIM = 4
+MAX_TENSOR_VALUES = 1 << 28
+MAX_TENSORS = 4096
+MAX_COUNTS = 1 << 16
+
+
+def symbol_stream_nbytes(stream: SymbolStream) -> int:
+    """Bytes the stream takes in its tensor record (coder byte onwards): what the encoder minimises."""
+    if stream.coder == CODER_RAW:
+        return 5 + len(stream.payload)
+    counts = np.asarray(stream.counts, np.uint64)
+    varint_bytes = counts.size + sum(int((counts >> np.uint64(7 * k)).astype(bool).sum()) for k in range(1, 5))
+    return 5 + 4 + varint_bytes + 4 + len(stream.payload)
+
+
+def require_writable(condition: bool, message: str) -> None:
+    """A failed writer check is the caller's bug, hence ValueError rather than a CnervError."""
+    if not condition:
+        raise ValueError(f"cannot write .cnrv: {message}")
+
+
+def check_tensor(record: TensorRecord, what: str) -> None:
+    quant, stream, shape = record.quant, record.stream, record.shape
+    require_writable(isinstance(shape, tuple) and 1 <= len(shape) <= MAX_NDIM and isinstance(quant.bits, int)
+             and isinstance(quant.axis, int) and AXIS_TENSOR <= quant.axis < len(shape), f"{what}: bad shape or axis")
+    n_values, n_ranges = math.prod(shape), 1 if quant.axis == AXIS_TENSOR else shape[quant.axis]
+    require_writable(stream.n_symbols == n_values, f"{what}: n_symbols {stream.n_symbols} != {n_values} values of {shape}")
+    for name, values in (("offsets", quant.offsets), ("scales", quant.scales)):
+        require_writable(isinstance(values, np.ndarray) and values.dtype == np.float32 and values.shape == (n_ranges,),
+                 f"{what}: {name} must be a float32 array of shape ({n_ranges},)")
+    require_writable(isinstance(stream.payload, bytes), f"{what}: payload must be bytes")
+    if stream.coder == CODER_RAW:
+        n_bytes = -(-n_values * quant.bits // 8)
+        require_writable(len(stream.payload) == n_bytes, f"{what}: a raw payload needs {n_bytes} bytes")
+        require_writable(np.size(stream.counts) == 0 and stream.first_symbol == 0, f"{what}: a raw stream has no counts")
+    elif stream.coder == CODER_CATEGORICAL:
+        counts = stream.counts
+        require_writable(isinstance(counts, np.ndarray) and counts.dtype == np.uint32 and counts.ndim == 1
+                 and 1 <= counts.size <= MAX_COUNTS, f"{what}: counts must be 1..{MAX_COUNTS} uint32 values")
+        require_writable(int(counts.sum(dtype=np.uint64)) == n_values, f"{what}: counts must sum to n_symbols")
+        require_writable(len(stream.payload) % 4 == 0, f"{what}: categorical payload must be whole u32 words")
+
+
+def encode_decoder(records: tuple[TensorRecord, ...]) -> bytes:
+    """The DECO payload: tensor count, then each tensor record (also the model file's DECO)."""
+    return struct.pack("<H", len(records)) + b"".join(map(encode_tensor, records))
+
+
+def encode_tensor(record: TensorRecord) -> bytes:
+    quant, stream, ndim = record.quant, record.stream, len(record.shape)
+    ranges = np.stack([quant.offsets, quant.scales], axis=1).astype("<f4").tobytes()
+    head = struct.pack(f"<B{ndim}IBb", ndim, *record.shape, quant.bits, quant.axis) + ranges
+    head += struct.pack("<BI", stream.coder, stream.n_symbols)
+    if stream.coder != CODER_CATEGORICAL:
+        return head + stream.payload
+    varints = bytearray()
+    for count in stream.counts.tolist():
+        while count >= 0x80:
+            varints.append(count & 0x7F | 0x80)
+            count >>= 7
+        varints.append(count)
+    counts = struct.pack("<HH", stream.first_symbol, stream.counts.size - 1) + varints
+    return head + counts + struct.pack("<I", len(stream.payload) // 4) + stream.payload
+
+
+def read_decoder(cur: ChunkCursor) -> tuple[TensorRecord, ...]:
+    """A DECO payload: 1..MAX_TENSORS tensor records filling the chunk exactly."""
+    count = cur.number("<H", "n_tensors", 1, MAX_TENSORS)
+    records = tuple(read_tensor(cur, f"tensor {i}") for i in range(count))
+    cur.expect_end()
+    return records
+
+
+def read_tensor(cur: ChunkCursor, what: str) -> TensorRecord:
+    ndim = cur.number("<B", f"{what} ndim", 1, MAX_NDIM)
+    at, shape = cur.pos, cur.unpack(f"<{ndim}I", f"{what} shape")
+    if min(shape) < 1 or math.prod(shape) > MAX_TENSOR_VALUES:
+        cur.fail(f"{what} shape {shape} needs sizes >= 1 and at most {MAX_TENSOR_VALUES} values", at)
+    bits = cur.number("<B", f"{what} bits", 1, MAX_BITS)
+    axis = cur.number("<b", f"{what} axis", AXIS_TENSOR, ndim - 1)
+    n_ranges = 1 if axis == AXIS_TENSOR else shape[axis]
+    at, raw = cur.pos, cur.take(8 * n_ranges, f"{what} ranges")
+    ranges = np.frombuffer(raw, "<f4").astype(np.float32).reshape(n_ranges, 2)
+    if not np.isfinite(ranges).all() or (ranges[:, 1] < 0).any():
+        cur.fail(f"{what} ranges must be finite with scales >= 0", at)
+    quant = QuantParams(bits, axis, ranges[:, 0].copy(), ranges[:, 1].copy())
+    return TensorRecord(shape, quant, _read_stream(cur, math.prod(shape), bits, what))
+
+
+def _read_stream(cur: ChunkCursor, n_values: int, bits: int, what: str) -> SymbolStream:
+    coder = cur.number("<B", f"{what} coder", 0, len(CODER_NAMES) - 1)
+    cur.number("<I", f"{what} n_symbols", n_values, n_values)
+    if coder == CODER_RAW:
+        n_bits = n_values * bits
+        payload = bytes(cur.take(-(-n_bits // 8), f"{what} packed symbols"))
+        if n_bits % 8 and payload[-1] >> (n_bits % 8):
+            cur.fail(f"{what} has nonzero padding bits", cur.pos - 1)
+        return SymbolStream(CODER_RAW, n_values, payload)
+    at, (first_symbol, n_counts) = cur.pos, cur.unpack("<HH", f"{what} first_symbol and n_counts")
+    if first_symbol + n_counts + 1 > 1 << bits:
+        cur.fail(f"{what} symbols {first_symbol}..{first_symbol + n_counts} exceed {bits} bits", at)
+    at, counts = cur.pos, _read_varints(cur, n_counts + 1, f"{what} counts")
+    if int(counts.sum(dtype=np.uint64)) != n_values:
+        cur.fail(f"{what} counts sum to {int(counts.sum(dtype=np.uint64))}, not n_symbols {n_values}", at)
+    (n_words,) = cur.unpack("<I", f"{what} n_words")
+    payload = bytes(cur.take(4 * n_words, f"{what} words"))
+    return SymbolStream(CODER_CATEGORICAL, n_values, payload, first_symbol, counts)
+
+
+def _read_varints(cur: ChunkCursor, count: int, what: str) -> np.ndarray:
+    """``count`` minimal LEB128 varints of at most 5 bytes and 32 bits, as uint32."""
+    if count > cur.remaining:
+        cur.fail(f"{what}: {count} varints need at least {count} bytes but the chunk has {cur.remaining} left")
+    values, view, pos = np.empty(count, np.uint32), cur.view, cur.pos
+    for i in range(count):
+        start, value, shift, byte = pos, 0, 0, 0x80
+        while byte & 0x80:
+            if pos >= cur.end or pos - start == 5:
+                cur.fail(f"{what}: varint {i} runs past the chunk or is longer than 5 bytes", start)
+            byte, pos = view[pos], pos + 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+        if value > U32_MAX or (byte == 0 and pos - start > 1):
+            cur.fail(f"{what}: varint {i} exceeds 32 bits or is not minimal", start)
+        values[i] = value
+    cur.pos = pos
+    return values

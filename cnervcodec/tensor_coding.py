@@ -1,0 +1,87 @@
+"""Tensors <-> tensor records: quantization (eq. 4) plus entropy coding, and back.
+
+The bridge between the numbers (``quantize``, ``format.entropy``) and the file's records
+(``format.records``), with the decoder's tensors in bitstream order (``model.bitstream_tensors``).
+``codec`` and ``trained_model`` build on it; it knows nothing of files or frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cnervcodec.config import CompressionConfig, ModelConfig
+from cnervcodec.errors import CorruptContainerError
+from cnervcodec.format import entropy
+from cnervcodec.format.records import CODER_CATEGORICAL, CODER_RAW, SymbolStream, TensorRecord
+from cnervcodec.format.tensor_records import symbol_stream_nbytes
+from cnervcodec.model import Decoder, bitstream_tensors
+from cnervcodec.quantize import dequantize, quantize_tensor
+
+# A malicious header could claim a huge network; the decoder refuses to build one beyond this.
+MAX_DECODER_PARAMS = 256 * 1024 * 1024
+
+
+def code_symbols(symbols: np.ndarray, bits: int) -> SymbolStream:
+    """Entropy-code symbols with the smaller of a categorical ANS stream and plain packed bits."""
+    flat = symbols.reshape(-1)
+    raw = SymbolStream(coder=CODER_RAW, n_symbols=flat.size, payload=entropy.pack_bits(flat, bits))
+    first, counts = entropy.symbol_counts(flat, bits)
+    words = entropy.encode_categorical(flat, bits, first, counts)
+    categorical = SymbolStream(
+        coder=CODER_CATEGORICAL,
+        n_symbols=flat.size,
+        payload=words.astype("<u4").tobytes(),
+        first_symbol=first,
+        counts=counts,
+    )
+    return min((categorical, raw), key=symbol_stream_nbytes)
+
+
+def decode_symbols(stream: SymbolStream, bits: int) -> np.ndarray:
+    """Inverse of ``code_symbols``: (n_symbols,) int32."""
+    if stream.coder == CODER_RAW:
+        return entropy.unpack_bits(stream.payload, bits, stream.n_symbols)
+    words = np.frombuffer(stream.payload, dtype="<u4")
+    return entropy.decode_categorical(words, stream.n_symbols, stream.first_symbol, stream.counts)
+
+
+def compress_tensor(values: np.ndarray, bits: int, axis: int) -> TensorRecord:
+    """Quantize (eq. 4) and entropy-code one float tensor."""
+    symbols, params = quantize_tensor(values, bits, axis)
+    return TensorRecord(shape=tuple(values.shape), quant=params, stream=code_symbols(symbols, bits))
+
+
+def restore_tensor(record: TensorRecord) -> np.ndarray:
+    """The dequantized float32 tensor a record holds."""
+    symbols = decode_symbols(record.stream, record.quant.bits)
+    return dequantize(symbols, record.quant, record.shape)
+
+
+def compress_decoder(decoder: Decoder, compression: CompressionConfig) -> tuple[TensorRecord, ...]:
+    """Every decoder tensor quantized and coded, in bitstream order: a stream's DECO and a model's."""
+    return tuple(
+        compress_tensor(tensor.detach().float().cpu().numpy(), compression.weight_bits, compression.weight_axis)
+        for _, tensor in bitstream_tensors(decoder)
+    )
+
+
+def restored_decoder(config: ModelConfig, records: tuple[TensorRecord, ...]) -> Decoder:
+    """A decoder with the dequantized weights of ``records``; a count or shape that does not match
+    ``config`` is corruption (the records come from a file)."""
+    if config.decoder_param_count() > MAX_DECODER_PARAMS:
+        raise CorruptContainerError(f"corrupt .cnrv: header describes a decoder of {config.decoder_param_count():,} parameters")
+    decoder = Decoder(config)
+    expected = bitstream_tensors(decoder)
+    if len(expected) != len(records):
+        raise CorruptContainerError(
+            f"corrupt .cnrv: {len(records)} decoder tensors for a network that has {len(expected)}"
+        )
+    state = {}
+    for (name, tensor), record in zip(expected, records):
+        if tuple(tensor.shape) != record.shape:
+            raise CorruptContainerError(f"corrupt .cnrv: tensor {name} has shape {record.shape}, expected {tuple(tensor.shape)}")
+        state[name] = torch.from_numpy(restore_tensor(record))
+    decoder.load_state_dict(state)
+    decoder.eval()
+    return decoder
