@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 
 
-from cnervcodec.codec import compress_fit
-from cnervcodec.prune import prune_fit
-from cnervcodec.config import CompressionConfig, FitConfig, PRESETS, build_model_config
-from cnervcodec.format.stream import write_container
+from cnervcodec.codec import code_fit, decode
+from cnervcodec.config import PRESETS, CompressionConfig, FitConfig, PruneConfig, build_model_config
+from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.fit import fit
 from cnervcodec.metrics import bpp, quality_report
 from cnervcodec.model import render
@@ -40,23 +39,22 @@ def rd_points(frames, fps, fitted, args, device) -> list[dict]:
     points = []
     n_frames, _, height, width = frames.shape
     for prune in args.prune:
-        base = CompressionConfig(prune=prune, prune_epochs=args.prune_epochs)
         start = time.monotonic()
-        source = prune_fit(frames, fitted, base, device) if prune > 0 else fitted
+        source = prune_fit(frames, fitted, PruneConfig(fraction=prune, epochs=args.prune_epochs), device)
         prune_s = time.monotonic() - start
         for bits in args.bits:
             for axes in (AXES if args.axes else ["tensor"]):
                 weight_axis, embed_axis = AXES[axes]
-                config = CompressionConfig(weight_bits=bits, embed_bits=args.embed_bits, prune=0.0,
+                config = CompressionConfig(weight_bits=bits, embed_bits=args.embed_bits,
                                            weight_axis=weight_axis, embed_axis=embed_axis)
-                result = compress_fit(frames, source, fps, config, device)
-                n_bytes = len(write_container(result.container))
-                quality = quality_report(frames, result.decoded)
+                data = code_fit(source, fps, config)
+                n_bytes = len(data)
+                quality = quality_report(frames, decode(data, device=device))
                 points.append({
                     "prune": prune, "bits": bits, "embed_bits": args.embed_bits, "axes": axes,
                     "bytes": n_bytes, "bpp": bpp(n_bytes, n_frames, height, width),
                     "psnr": quality.psnr, "psnr_yuv": quality.psnr_yuv, "ms_ssim": quality.ms_ssim,
-                    "sparsity": result.sparsity, "prune_seconds": round(prune_s, 1),
+                    "sparsity": sparsity(source.network.decoder), "prune_seconds": round(prune_s, 1),
                 })
                 print(json.dumps(points[-1]), file=sys.stderr)
     return points

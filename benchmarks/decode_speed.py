@@ -5,8 +5,8 @@ few epochs do), then measures frames/s of:
 
   network     render_frames over every frame of the file's decoding network, batch 1, 8 and 32
               (--batches): the decoder's arithmetic alone, best of --repeats after a one-batch warm-up
-  end to end  what `cnerv decode` does, in process: the .cnrv bytes read from disk, read_container,
-              decoding_network, render_frames (batch 8, the CLI's default) and an open_video_writer
+  end to end  what `cnerv decode` does, in process: the .cnrv bytes read from disk, open_stream
+              (parse, dequantize, build the decoder), render_frames (batch 8, the CLI's default) and an open_video_writer
               writing .y4m (exact 16-bit 4:4:4) and .mp4 (x264 CRF 12), best of --repeats
   x264/x265   the same frames encoded with libx264 and libx265 (preset medium, CRF 23, yuv420p, fresh
               frames with pts = index, in-memory MP4), decoded by PyAV: decode only, and decode plus
@@ -36,9 +36,8 @@ import av
 import numpy as np
 import torch
 
-from cnervcodec.codec import EncodeSettings, decoding_network, encode, render_frames
+from cnervcodec.codec import EncodeSettings, encode, open_stream, render_frames
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
-from cnervcodec.format.stream import read_container, write_container
 from cnervcodec.metrics import bpp
 from cnervcodec.video_io import FrameSelection, read_video
 from cnervcodec.video_out import open_video_writer
@@ -81,7 +80,7 @@ def best_of(fn, repeats: int) -> tuple[float, float, object]:
 
 def time_network(data: bytes, device: torch.device, batch: int, repeats: int) -> dict:
     """frames/s of render_frames alone (network already built and on the device)."""
-    network = decoding_network(read_container(data))
+    network = open_stream(data)
     n_frames = network.latents.shape[0]
 
     def run() -> int:
@@ -102,13 +101,12 @@ def time_end_to_end(path: Path, out_dir: Path, suffix: str, device: torch.device
 
     def run() -> dict:
         cpu, start = time.process_time(), time.perf_counter()
-        container = read_container(path.read_bytes())
-        header = container.header
-        network = decoding_network(container)
+        network = open_stream(path.read_bytes())
+        header = network.header
         parsed = time.perf_counter()
         render_s = write_s = 0.0
         with open_video_writer(target, width=header.model.width, height=header.model.height, fps=header.fps,
-                               audio=container.audio) as writer:
+                               audio=network.audio) as writer:
             frames_iter = render_frames(network, device, batch=batch)
             while True:
                 t0 = time.perf_counter()
@@ -220,12 +218,12 @@ def main() -> None:
             settings = EncodeSettings(
                 model=build_model_config("cnerv", size, height, width),
                 fit=FitConfig(epochs=args.epochs),
-                compression=CompressionConfig(weight_bits=8, embed_bits=6, prune=0.0),
+                compression=CompressionConfig(weight_bits=8, embed_bits=6),
             )
             torch.set_num_threads(args.fit_threads or default_threads)
             result = encode(clip.frames, clip.fps, settings, fit_device)
             torch.set_num_threads(default_threads)
-            data = write_container(result.container)
+            data = result.data
             cnrv = out_dir / f"{size}.cnrv"
             cnrv.write_bytes(data)
             params = settings.model.decoder_param_count()

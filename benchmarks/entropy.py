@@ -3,7 +3,7 @@
 A benchmark, not a test. One run fits CNeRV once to a real clip and then measures:
 
   coding    for every weight bit depth (--bits) and prune level (--prune; pruned copies are fine-tuned
-            --prune-epochs with the mask held), the container compress_fit builds: per tensor, the
+            --prune-epochs with the mask held), the file codec.code_fit writes: per tensor, the
             empirical entropy of its own symbols (each tensor has its own histogram, as the codec codes
             it), the coded payload, and the "model" bytes around it (counts varints and stream framing:
             symbol_stream_nbytes minus the payload), and which coder (raw bits or categorical ANS) won
@@ -25,20 +25,18 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cnervcodec import __version__
 from cnervcodec.format import entropy
 from cnervcodec.tensor_coding import code_symbols, decode_symbols
-from cnervcodec.codec import compress_fit
-from cnervcodec.prune import prune_fit
-from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
+from cnervcodec.codec import code_fit, decode, encode_metadata
+from cnervcodec.prune import prune_fit, sparsity
+from cnervcodec.config import CompressionConfig, PruneConfig, FitConfig, build_model_config
 from cnervcodec.format.records import CODER_NAMES
-from cnervcodec.format.stream import Container, read_container, write_container
+from cnervcodec.format.stream import Container, read_container
 from cnervcodec.format.tensor_records import symbol_stream_nbytes
 from cnervcodec.fit import fit
 from cnervcodec.format.chunks import CHUNK_FRAMING_BYTES
@@ -96,25 +94,24 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def measure_point(frames, fps, source, bits: int, embed_bits: int, prune: float, device,
-                  names: list[str]) -> tuple[dict, Container, Container]:
-    """One ladder point: (row, the container as read back from its bytes, the container as built)."""
-    config = CompressionConfig(weight_bits=bits, embed_bits=embed_bits, prune=0.0)  # source is already pruned
-    result = compress_fit(frames, source, fps, config, device)
-    data = write_container(result.container)
+                  names: list[str], metadata: dict | None = None) -> tuple[dict, Container, bytes]:
+    """One ladder point: (row, the container as read back from its bytes, the bytes)."""
+    config = CompressionConfig(weight_bits=bits, embed_bits=embed_bits)  # source is already pruned
+    data = code_fit(source, fps, config, metadata=metadata)
     parsed = read_container(data)  # the file as a decoder sees it: chunk table included
     rows = tensor_rows(parsed, names)
     n_frames, _, height, width = frames.shape
     stream_bytes = sum(r["stream_bytes"] for r in rows)
     coded_chunks = sum(c.length for c in parsed.chunks if c.kind in ("DECO", "EMBD"))
     point = {
-        "bits": bits, "embed_bits": embed_bits, "prune": prune, "sparsity": round(result.sparsity, 4),
+        "bits": bits, "embed_bits": embed_bits, "prune": prune, "sparsity": round(sparsity(source.network.decoder), 4),
         "file_bytes": len(data), "bpp": bpp(len(data), n_frames, height, width),
-        "psnr": quality_report(frames, result.decoded).psnr,
+        "psnr": quality_report(frames, decode(data, device=device)).psnr,
         # DECO + EMBD bytes that are neither symbol stream: tensor count, shapes, bits, axis, (offset, scale) pairs
         "record_bytes_outside_streams": coded_chunks - stream_bytes,
         "summary": summarize(rows), "tensors": rows,
     }
-    return point, parsed, result.container
+    return point, parsed, data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,8 +277,7 @@ def main() -> None:
 
     points, pruned = [], {}
     for prune in args.prune:
-        base = CompressionConfig(prune=prune, prune_epochs=args.prune_epochs)
-        pruned[prune] = prune_fit(frames, fitted, base, device) if prune > 0 else fitted
+        pruned[prune] = prune_fit(frames, fitted, PruneConfig(fraction=prune, epochs=args.prune_epochs), device)
         for bits in args.bits:
             point, parsed, _ = measure_point(frames, clip.fps, pruned[prune], bits, args.embed_bits, prune, device, names)
             point["_container"] = parsed
@@ -290,15 +286,13 @@ def main() -> None:
 
     # The lowest-rate point: bits 4, embed bits 4, prune 0.4, as `cnerv encode` would write it (with its
     # metadata chunk) and without metadata.
-    source = pruned[0.4] if 0.4 in pruned else prune_fit(
-        frames, fitted, CompressionConfig(prune=0.4, prune_epochs=args.prune_epochs), device)
-    low, low_parsed, low_built = measure_point(frames, clip.fps, source, 4, 4, 0.4, device, names)
+    low_prune = PruneConfig(fraction=0.4, epochs=args.prune_epochs)
+    source = pruned[0.4] if 0.4 in pruned else prune_fit(frames, fitted, low_prune, device)
+    low, low_parsed, _ = measure_point(frames, clip.fps, source, 4, 4, 0.4, device, names)
     log({k: v for k, v in low.items() if k != "tensors"})
-    cli_meta = {"encoder": f"cnervcodec {__version__}", "source": Path(args.clip).name,
-                "settings": {"size": args.size, "preset": "fast", "fit": FitConfig(epochs=args.epochs).to_dict(),
-                             "compression": CompressionConfig(weight_bits=4, embed_bits=4, prune=0.4,
-                                                              prune_epochs=args.prune_epochs).to_dict()}}
-    with_meta = write_container(replace(low_built, metadata=cli_meta))
+    cli_meta = encode_metadata(Path(args.clip).name, args.size, "fast", FitConfig(epochs=args.epochs),
+                               CompressionConfig(weight_bits=4, embed_bits=4), low_prune)
+    with_meta = measure_point(frames, clip.fps, source, 4, 4, 0.4, device, names, cli_meta)[2]
     smallest = min(points, key=lambda p: p["file_bytes"])
     splits = [
         split_row(f"smallest of the ladder (bits {smallest['bits']}, embed {smallest['embed_bits']}, "

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from cnervcodec.config import FitConfig, build_model_config
-from cnervcodec.fit_report import run_fit
+from cnervcodec.fit_report import fit_clip
 from cnervcodec.fit import fit
 from cnervcodec.model import render
 from cnervcodec.video_io import FrameSelection, read_video
@@ -114,7 +114,7 @@ def run_compare(args: argparse.Namespace) -> list[dict]:
             for arch in ("cnerv", "nerv"):
                 config = build_model_config(arch, args.size, clip.height, clip.width, n_frames=clip.n_frames)
                 fit_config = FitConfig(epochs=args.epochs, holdout=5, seed=args.seed)
-                report = run_fit(clip, config, fit_config, device, size=args.size)
+                _, report = fit_clip(clip, config, fit_config, device, size=args.size)
                 row = {"clip": name, "step": step, "frames": clip.n_frames, "resolution": f"{clip.width}x{clip.height}",
                        "arch": arch, "params": report["params"], "epochs": args.epochs,
                        "seen_psnr": report["seen"]["psnr"], "unseen_psnr": report["unseen"]["psnr"],

@@ -11,7 +11,7 @@ and end) and adding every number to --json-out (rewritten after each part, so a 
      CNeRV's or --nerv-budget-s of training runs out. Time per unseen frame and the ratio (paper,
      table 7: 0.13 vs 16.1 frames/s, about 124x)
   b  a model fitted on the clip's first half (all its frames) encodes the second half with
-     reuse.encode_with_model (standalone and --model-ref streams, --refine-steps 0 and N), against
+     codec.encode_with_model (standalone and --model-ref streams, --refine-steps 0 and N), against
      codec.encode fitting the second half from scratch with the same size and epochs: speed-up, bytes,
      bpp, PSNR
   c  codec.encode with FitConfig(fit_every=K) for each --fit-every K: time, PSNR of all, trained and
@@ -24,7 +24,7 @@ and end) and adding every number to --json-out (rewritten after each part, so a 
 
 Times are wall-clock seconds of what a user waits for (encode times include rendering the decoded
 frames that are scored, as codec.encode does); CNeRV's per-frame embedding time, like the paper's
-encoding time, leaves out loading the frames. Stream sizes are whole files (write_container), coded
+encoding time, leaves out loading the frames. Stream sizes are whole files (the bytes codec.encode returns), coded
 with 8-bit weights, 6-bit embeddings, no pruning.
 
 Examples:
@@ -48,21 +48,19 @@ from typing import Any, Callable
 
 import torch
 
-from cnervcodec.codec import DecodingNetwork, EncodeResult, EncodeSettings, encode
+from cnervcodec.codec import EncodeResult, EncodeSettings, decode, encode, encode_with_model
 from cnervcodec.interpolate import interpolate_embeddings
 from cnervcodec.model import render_latents
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
-from cnervcodec.format.stream import write_container
 from cnervcodec.embedding import network_inputs
 from cnervcodec.errors import BadInputError
-from cnervcodec.fit import fitted_embeddings as cnerv_embeddings
-from cnervcodec.fit_report import quality_of
+from cnervcodec.fit import fitted_embeddings
+from cnervcodec.metrics import subset_quality
 from cnervcodec.fit import FitInterrupted, FitResult, fine_tune, fit, training_split
 from cnervcodec.metrics import bpp, psnr_rgb_db, quality_report
 from cnervcodec.model import VideoNetwork, render
 from cnervcodec.format.model_file import ModelFile, write_model_file
-from cnervcodec.codec import encode_with_model
-from cnervcodec.trained_model import model_file_from_network as model_file_from_fit
+from cnervcodec.trained_model import model_file_from_network
 from cnervcodec.video_io import FrameSelection, VideoClip, parse_video_size, read_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,7 +69,7 @@ from fit_speed import describe, pick_device, print_table, sync  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("a", "b", "c", "d", "e")
 HOLDOUT = 5  # the paper holds out 1 frame in every 5
-COMPRESSION = CompressionConfig(weight_bits=8, embed_bits=6, prune=0.0)
+COMPRESSION = CompressionConfig(weight_bits=8, embed_bits=6)
 EMBED_REPEATS = 5  # best-of for CNeRV's embedding time: a few ms per frame is easily disturbed
 NERV_MAX_EPOCHS = 1_000_000  # the fine-tune is stopped by time or target, never by its epoch count
 
@@ -129,7 +127,7 @@ def half_model(bench: Bench) -> dict[str, Any]:
     if "half_model" not in bench.cache:
         first, _ = halves(bench.frames)
         fitted = fit(first, bench.model_config("cnerv"), bench.fit_config(), bench.device)
-        model_file = model_file_from_fit(fitted, COMPRESSION, {"trained_on": f"{bench.clip.source} first {len(first)} frames"})
+        model_file = model_file_from_network(fitted.network, COMPRESSION, {"trained_on": f"{bench.clip.source} first {len(first)} frames"})
         bench.cache["half_model"] = {"model_file": model_file, "fit_seconds": fitted.fit_seconds,
                                      "model_bytes": len(write_model_file(model_file)), "frames": len(first)}
         log({"fit": "first half", "frames": len(first), "fit_seconds": round(fitted.fit_seconds, 2)})
@@ -155,11 +153,12 @@ def timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, float
     return result, time.perf_counter() - start
 
 
-def encode_row(label: str, frames: torch.Tensor, result: EncodeResult, seconds: float) -> dict[str, Any]:
+def encode_row(label: str, frames: torch.Tensor, result: EncodeResult, seconds: float, device: torch.device,
+               model_file: ModelFile | None = None) -> dict[str, Any]:
     """Size and quality of an encode as a user gets them: the file's bytes, frames decoded from it."""
     n_frames, _, height, width = frames.shape
-    n_bytes = len(write_container(result.container))
-    quality = quality_report(frames, result.decoded)
+    n_bytes = len(result.data)
+    quality = quality_report(frames, decode(result.data, model_file=model_file, device=device))
     return {"method": label, "frames": n_frames, "seconds": round(seconds, 3),
             "frames_per_s": n_frames / seconds if seconds > 0 else None,
             "fit_or_embed_seconds": round(result.fit_seconds, 3), "bytes": n_bytes,
@@ -170,11 +169,11 @@ def encode_row(label: str, frames: torch.Tensor, result: EncodeResult, seconds: 
 
 def model_encode(frames: torch.Tensor, bench: Bench, model_file: ModelFile, label: str, *, model_ref: bool = False,
                  refine_steps: int = 0) -> dict[str, Any]:
-    """Encode ``frames`` with a trained model (no fit): reuse.encode_with_model, timed and scored."""
+    """Encode ``frames`` with a trained model (no fit): codec.encode_with_model, timed and scored."""
     run = lambda: encode_with_model(frames, bench.clip.fps, model_file, COMPRESSION, bench.device,  # noqa: E731
                                     model_ref=model_ref, refine_steps=refine_steps)
     result, seconds = timed(run, bench.device)
-    row = {**encode_row(label, frames, result, seconds), "model_ref": model_ref, "refine_steps": refine_steps}
+    row = {**encode_row(label, frames, result, seconds, bench.device, model_file), "model_ref": model_ref, "refine_steps": refine_steps}
     log({k: v for k, v in row.items() if k != "per_frame_psnr_db"})
     return row
 
@@ -184,7 +183,7 @@ def scratch_encode(frames: torch.Tensor, bench: Bench, label: str, fit_config: F
     settings = EncodeSettings(model=bench.model_config("cnerv"), fit=fit_config or bench.fit_config(),
                               compression=COMPRESSION)
     result, seconds = timed(lambda: encode(frames, bench.clip.fps, settings, bench.device), bench.device)
-    row = encode_row(label, frames, result, seconds)
+    row = encode_row(label, frames, result, seconds, bench.device)
     log({k: v for k, v in row.items() if k != "per_frame_psnr_db"})
     return row
 
@@ -280,7 +279,9 @@ def fine_tune_nerv(bench: Bench, fitted: FitResult, target_psnr_db: float) -> di
 
 def fit_row(label: str, result: FitResult, frames: torch.Tensor, total_params: int) -> dict[str, Any]:
     """Seen and unseen quality of a --holdout fit, rendered from the float network."""
-    seen, unseen = quality_of(result, frames, result.seen), quality_of(result, frames, result.unseen)
+    quality = subset_quality(frames, render(result.network, result.inputs),
+                             {"seen": result.seen.cpu(), "unseen": result.unseen.cpu()})
+    seen, unseen = quality["seen"], quality["unseen"]
     return {"method": label, "arch": result.network.config.arch, "total_params": total_params,
             "fit_seconds": round(result.fit_seconds, 3), "seen_psnr_db": seen.psnr,
             "unseen_psnr_db": unseen.psnr if unseen else None, "seen_ms_ssim": seen.ms_ssim,
@@ -404,12 +405,11 @@ def table_c(result: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
 def decode_latents(network: VideoNetwork, latents: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Frames (N, 3, H, W) uint8 that the fitted decoder makes from any latents (float weights)."""
     config = network.config
-    decoding = DecodingNetwork(decoder=network.decoder, latents=latents, height=config.height, width=config.width)
-    return torch.cat(list(render_latents(decoding, latents, device)))
+    return torch.cat(list(render_latents(network.decoder, latents, config.height, config.width, device)))
 
 
 def midpoints(left: torch.Tensor, right: torch.Tensor, mode: str) -> torch.Tensor:
-    """Blend each pair of embeddings at a = 0.5 with the decoder's own interpolation (codec.interpolate_embeddings)."""
+    """Blend each pair of embeddings at a = 0.5 with the decoder's own interpolation (interpolate.interpolate_embeddings)."""
     return torch.stack([interpolate_embeddings(torch.stack([l, r]), 2, mode)[1] for l, r in zip(left, right)])
 
 
@@ -450,7 +450,7 @@ def interpolation_rows(bench: Bench, result: FitResult, embeddings: torch.Tensor
 def part_d(bench: Bench) -> dict[str, Any]:
     """Held-out frames from interpolated embeddings vs from their own embedding (paper, table 15)."""
     result = holdout_fit(bench, "cnerv")
-    embeddings = cnerv_embeddings(result).float()
+    embeddings = fitted_embeddings(result)
     rows = [row for half_gap in (1, 2) for row in interpolation_rows(bench, result, embeddings, half_gap)]
     for row in rows:
         log({k: v for k, v in row.items() if k != "targets"})

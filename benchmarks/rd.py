@@ -140,7 +140,7 @@ def main() -> None:
     full = args.full or device.type == "cuda"
     recipe = PRESETS[args.preset]
     rd = RdSettings(anchors=tuple(args.anchors), points=args.points, anchor_preset=args.anchor_preset,
-                    prune_epochs=recipe.prune_epochs).validate()
+                    prune_epochs=recipe.prune_epochs)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     rows, started = [], time.monotonic()
     args.results_dir.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,10 @@
 Every hyperparameter of the CNeRV network (block grid, embedding length, basis, decoder widths and
 strides, activations) and of the NeRV baseline lives here, because the container will carry the
 network config and a decoder must rebuild the exact same network from it. ``to_dict``/``from_dict``
-round-trip through plain JSON types, and ``from_dict`` validates every field against sane limits:
-a config read from a file is untrusted data.
+round-trip through plain JSON types. Every config validates itself once, when it is made
+(``__post_init__``, so ``replace`` and ``from_dict`` check too) against sane limits: a config read
+from a file is untrusted data, and no caller needs to validate again. ``validate()`` stays public
+for the one place that must re-check a config it did not make: the writer's safety net.
 
 This module must not import torch, av or click.
 """
@@ -122,7 +124,7 @@ class EmbeddingConfig:
             freqs=data["freqs"],
             base=data["base"],
         )
-        return cfg.validate()
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,8 @@ class ModelConfig:
         _check_choice("arch", self.arch, ARCHS)
         _check_int("height", self.height, 1, MAX_SIDE_PX)
         _check_int("width", self.width, 1, MAX_SIDE_PX)
+        if not isinstance(self.embedding, EmbeddingConfig):
+            raise BadInputError(f"config field embedding must be an EmbeddingConfig, got {self.embedding!r}")
         self.embedding.validate()
         strides = _check_int_tuple("strides", self.strides, 1, MAX_STRIDE, 1, MAX_STAGES)
         _check_int_tuple("widths", self.widths, 1, MAX_WIDTH, len(strides) + 1, len(strides) + 1)
@@ -244,7 +248,7 @@ class ModelConfig:
         for key in ("widths", "strides"):
             if isinstance(values[key], list):
                 values[key] = tuple(values[key])
-        return cls(**values).validate()
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,7 @@ class FitConfig:
         unknown = set(data) - known
         if unknown:
             raise BadInputError(f"fit config has unknown fields: {', '.join(sorted(unknown))}")
-        return cls(**data).validate()
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -400,7 +404,6 @@ def build_model_config(
     preset = SIZE_PRESETS[size]
     embedding = EmbeddingConfig(grid=grid or auto_grid(height, width), dim=embed_dim or preset.embed_dim)
     cnerv = ModelConfig(arch="cnerv", height=height, width=width, embedding=embedding, widths=preset.widths)
-    cnerv.validate()
     if arch == "cnerv":
         return cnerv
     _check_choice("arch", arch, ARCHS)
@@ -410,4 +413,4 @@ def build_model_config(
     per_hidden = (2 * probe.nerv_pe_freqs + 1) + probe.widths[0] * h0 * w0
     fixed = probe.decoder_param_count() - per_hidden
     hidden = max(1, round((target - fixed) / per_hidden))
-    return replace(probe, nerv_hidden=hidden).validate()
+    return replace(probe, nerv_hidden=hidden)

@@ -279,10 +279,10 @@ def fit(
         network, fit_config, tensors, state = load_checkpoint(resume)
         if (network.config.height, network.config.width) != tuple(frames_u8.shape[-2:]):
             raise CheckpointError(f"{resume}: checkpoint is for {network.config.width}x{network.config.height} frames")
-        trainer = _Trainer(frames_u8, network, fit_config.validate(), device)
+        trainer = _Trainer(frames_u8, network, fit_config, device)
         trainer.restore(tensors, state, fingerprint, Path(resume))
     else:
-        trainer = _Trainer(frames_u8, seeded_network(model_config, fit_config.seed), fit_config.validate(), device)
+        trainer = _Trainer(frames_u8, seeded_network(model_config, fit_config.seed), fit_config, device)
         trainer.prepare_encoder()
     _run(trainer, progress, checkpoint, fingerprint, should_stop)
     return _result(trainer)
@@ -314,7 +314,7 @@ def fine_tune(
     """Continue training an already fitted ``network`` (its encoder statistics kept), calling
     ``after_step`` after every optimizer step: pruning holds its masks this way. It trains on the
     frames ``fit_config`` selects, so a recipe derived from the fit's own config keeps its split."""
-    trainer = _Trainer(frames_u8, network, fit_config.validate(), device)
+    trainer = _Trainer(frames_u8, network, fit_config, device)
     trainer.after_step = after_step
     after_step()
     _run(trainer, progress, CheckpointPolicy(), frames_fingerprint(frames_u8), should_stop)

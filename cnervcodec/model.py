@@ -116,7 +116,7 @@ class VideoNetwork(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.config = config.validate()
+        self.config = config
         self.encoder = ContentEncoder(config.embedding) if config.arch == "cnerv" else None
         self.decoder = Decoder(config)
 

@@ -111,6 +111,19 @@ def test_trim_keeps_the_packets_overlapping_the_range(clips):
     assert 1 <= track_seconds(trimmed) <= 1 + Fraction(2 * 1024, SAMPLE_RATE)
 
 
+def test_cutting_a_carried_track_keeps_what_reading_that_range_keeps(clips):
+    """``decode --start K --frames N`` cuts the stream's audio by the rule the encoder read it by."""
+    whole = read_audio_track(clips["aac"])
+    start_s, duration_s = Fraction(10, FPS), Fraction(25, FPS)
+    cut = audio.cut_track(whole, start_s, duration_s)
+    read = read_audio_track(clips["aac"], start_seconds=start_s, duration_seconds=duration_s)
+    assert [p.data for p in cut.packets] == [p.data for p in read.packets]
+    assert [p.pts for p in cut.packets] == [p.pts - read.packets[0].pts for p in read.packets]
+    assert cut.packets[0].pts == 0 and cut.codec == whole.codec
+    assert audio.cut_track(whole, Fraction(SECONDS + 1), Fraction(1)) is None
+    assert audio.cut_track(None, Fraction(0), Fraction(1)) is None
+
+
 def test_range_past_the_audio_gives_none(clips):
     assert read_audio_track(clips["aac"], start_seconds=Fraction(SECONDS + 1)) is None
 

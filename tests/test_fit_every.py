@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cnervcodec.prune import prune_fit
-from cnervcodec.config import CompressionConfig, EmbeddingConfig, FitConfig, ModelConfig
+from cnervcodec.config import EmbeddingConfig, FitConfig, ModelConfig, PruneConfig
 from cnervcodec.errors import BadInputError
 from cnervcodec.fit import CheckpointPolicy, FitInterrupted, _Trainer, fit, fit_every_split, training_split
 from conftest import cnerv
@@ -87,7 +87,7 @@ def test_fit_and_prune_fine_tune_train_on_seen_frames_only(clip8, monkeypatch):
     assert sorted(set(trained)) == [0, 2, 4, 6] and len(trained) == 12
 
     trained.clear()
-    pruned = prune_fit(clip8, result, CompressionConfig(prune=0.2, prune_epochs=2), CPU)
+    pruned = prune_fit(clip8, result, PruneConfig(fraction=0.2, epochs=2), CPU)
     assert sorted(set(trained)) == [0, 2, 4, 6] and len(trained) == 2 * 4
     assert pruned.seen.tolist() == [0, 2, 4, 6]
 

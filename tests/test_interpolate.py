@@ -10,7 +10,7 @@ import torch
 from conftest import run_cnerv
 
 from cnervcodec.config import INTERPOLATION_MODES, MAX_INTERPOLATE
-from cnervcodec.codec import EncodeSettings, decoding_network, encode, render_frames, render_interpolated
+from cnervcodec.codec import EncodeSettings, decoding_network, encode, render_frames
 from cnervcodec.interpolate import between_embeddings, check_interpolation, interpolate_embeddings
 from cnervcodec.tensor_coding import compress_tensor
 from cnervcodec.model import render_latents
@@ -107,11 +107,12 @@ def test_bad_mode_and_nerv_streams_are_refused():
     check_interpolation(1, "linear", "nerv")  # off: nothing to refuse
 
 
-def test_cli_limits_match_the_codec():
-    from cnervcodec import cli_codec
+def test_cli_limits_are_the_codec_limits():
+    from cnervcodec.cli.codec import decode_command
 
-    assert cli_codec.MAX_INTERPOLATE == MAX_INTERPOLATE
-    assert tuple(cli_codec.INTERPOLATION_MODES) == INTERPOLATION_MODES
+    options = {p.name: p for p in decode_command.params}
+    assert options["interpolate"].type.max == MAX_INTERPOLATE
+    assert tuple(options["interp"].type.choices) == INTERPOLATION_MODES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def cnrv(tmp_path_factory):
     frames = moving_scene(n_frames=5, height=32, width=48)
     result = encode(frames, FPS, tiny_settings(32, 48), CPU)
     path = tmp_path_factory.mktemp("interp") / "tiny.cnrv"
-    path.write_bytes(write_container(result.container))
+    path.write_bytes(result.data)
     return path
 
 
@@ -140,11 +141,12 @@ def test_streamed_render_matches_the_whole_sequence(cnrv, mode):
     """Batches of 2 coded frames: the blends cross batch edges; coded frames equal the plain decode."""
     network = decoding_network(read_container(cnrv.read_bytes()))
     plain = torch.cat(list(render_frames(network, CPU, batch=2)))
-    pieces = list(render_interpolated(network, 3, mode, CPU, batch=2))
+    pieces = list(render_frames(network, CPU, batch=2, interpolate=3, mode=mode))
     assert [p.shape[0] for p in pieces] == [3] * 5
     streamed = torch.cat(pieces)
     assert torch.equal(streamed[::3], plain)
-    whole = torch.cat(list(render_latents(network, interpolate_embeddings(network.latents, 3, mode), CPU, batch=4)))
+    whole = torch.cat(list(render_latents(network.decoder, interpolate_embeddings(network.latents, 3, mode), 32, 48,
+                                          CPU, batch=4)))
     # Same latents, other batches: float results may differ by a rounding level at most.
     assert (streamed.short() - whole.short()).abs().max() <= 1
 
@@ -212,3 +214,47 @@ def test_between_embeddings_is_the_in_between_rows():
     whole = interpolate_embeddings(embeddings, 4, "slerp").view(4, 4, 3, 1, 2)
     assert torch.equal(whole[:-1, 1:], between)
     np.testing.assert_array_equal(whole[:, 0].numpy(), embeddings.numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# Random access from the command line: decode --start K --frames N
+
+
+def test_decode_a_frame_range_gives_exactly_those_frames(cnrv, tmp_path, capsys):
+    from cnervcodec.video_io import read_video
+
+    full_path, part_path, tail_path = tmp_path / "full.y4m", tmp_path / "part.y4m", tmp_path / "tail.y4m"
+    assert run_cnerv(capsys, "decode", str(cnrv), "-o", str(full_path))[0] == 0
+    code, out, err = run_cnerv(capsys, "decode", str(cnrv), "-o", str(part_path), "--start", "1", "--frames", "3",
+                               "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["frames"], report["start"], report["stream_frames"]) == (3, 1, 5)
+    full, part = read_video(full_path), read_video(part_path)
+    assert part.fps == full.fps == FPS
+    assert torch.equal(part.frames, full.frames[1:4])
+    code, out, _ = run_cnerv(capsys, "decode", str(cnrv), "-o", str(tail_path), "--start", "4")
+    assert code == 0 and "frames 4..4 of 5" in out
+    assert torch.equal(read_video(tail_path).frames, full.frames[4:])
+
+
+@pytest.mark.parametrize("args, message", [(["--start", "5"], "--start 5 is outside"),
+                                           (["--start", "2", "--frames", "4"], "runs past")])
+def test_a_range_past_the_end_is_refused(cnrv, tmp_path, capsys, args, message):
+    output = tmp_path / "x.y4m"
+    code, _, err = run_cnerv(capsys, "decode", str(cnrv), "-o", str(output), *args)
+    assert code == 1 and message in err and not output.exists()
+
+
+def test_a_range_can_be_interpolated(cnrv, tmp_path, capsys):
+    from cnervcodec.video_io import read_video
+
+    full_path, part_path = tmp_path / "full.y4m", tmp_path / "part.y4m"
+    assert run_cnerv(capsys, "decode", str(cnrv), "-o", str(full_path), "--interpolate", "2")[0] == 0
+    code, out, err = run_cnerv(capsys, "decode", str(cnrv), "-o", str(part_path), "--interpolate", "2",
+                               "--start", "1", "--frames", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["frames"] == 4
+    full, part = read_video(full_path), read_video(part_path)
+    assert torch.equal(part.frames[::2], full.frames[2:6:2])  # coded frames 1 and 2, bit for bit
+    assert (part.frames.short() - full.frames[2:6].short()).abs().max() <= 1  # the blends towards 2 and 3

@@ -1,6 +1,6 @@
 """The network config as bytes (``bitstream_spec.md`` section 5, from HEAD offset 24; also ``.cnrvm``'s MHDR).
 
-Reading hands every field to ``ModelConfig.validate()`` so that the network's limits live in one
+Reading hands every field to ``ModelConfig``, which validates itself, so that the network's limits live in one
 place, ``config``.
 """
 
@@ -42,6 +42,6 @@ def read_model_config(cur: ChunkCursor, width: int, height: int) -> ModelConfig:
             arch=arch, height=height, width=width, embedding=EmbeddingConfig((rows, cols), dim, freqs, base),
             widths=widths, strides=strides, activation=activation, out_activation=out_activation,
             head_kernel=head_kernel, nerv_pe_base=pe_base, nerv_pe_freqs=pe_freqs, nerv_hidden=hidden,
-        ).validate()
+        )
     except BadInputError as exc:
         cur.fail(f"invalid network config: {exc}", at)
