@@ -351,3 +351,30 @@ def test_a_model_given_where_a_stream_belongs_gets_a_hint(capsys, model_bytes, t
     for command in (["info", str(path)], ["decode", str(path), "-o", str(tmp_path / "x.y4m")]):
         code, _, err = run_cnerv(capsys, *command)
         assert code == 1 and "is a .cnrvm model, not a video stream" in err
+
+
+def test_a_float_model_exports_to_a_model_that_encodes(cli_files, capsys):
+    """``cnerv fit -o M.safetensors`` then ``cnerv model export M.safetensors``: the float network
+    becomes a .cnrvm with its encoder, which encodes new frames like a model fitted straight to .cnrvm."""
+    import json
+
+    from conftest import run_cnerv
+
+    folder, train, new = cli_files
+    floating, direct, exported = folder / "f.safetensors", folder / "direct.cnrvm", folder / "from_float.cnrvm"
+    for output in (floating, direct):
+        code, _, err = run_cnerv(capsys, "fit", str(train), "--epochs", "1", "--device", "cpu", "-o", str(output),
+                                 "--bits", "6", "-q")
+        assert code == 0, err
+    code, out, err = run_cnerv(capsys, "model", "export", str(floating), "-o", str(exported), "--bits", "6", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["has_encoder"] and report["bytes"] == exported.stat().st_size
+    # Same seed, same frames, same fit: the two models hold the same network, so their hashes agree.
+    assert report["sha256"] == json.loads(run_cnerv(capsys, "model", "info", str(direct), "--json")[1])["sha256"]
+    code, _, err = run_cnerv(capsys, "encode", str(new), "--model", str(exported), "-o", str(folder / "n.cnrv"),
+                             "--device", "cpu")
+    assert code == 0, err
+    code, _, err = run_cnerv(capsys, "model", "export", str(folder / "n.cnrv"), "-o", str(folder / "x.cnrvm"),
+                             "--bits", "4")
+    assert code == 2 and "--bits applies to a .safetensors input" in err
