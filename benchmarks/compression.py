@@ -18,13 +18,18 @@ import sys
 import time
 from pathlib import Path
 
-
 from cnervcodec.codec import code_fit, decode
-from cnervcodec.config import PRESETS, CompressionConfig, FitConfig, PruneConfig, build_model_config
-from cnervcodec.prune import prune_fit, sparsity
+from cnervcodec.config import (
+    PRESETS,
+    CompressionConfig,
+    FitConfig,
+    PruneConfig,
+    build_model_config,
+)
 from cnervcodec.fit import fit
 from cnervcodec.metrics import bpp, quality_report
 from cnervcodec.model import render
+from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.video_io import FrameSelection, read_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

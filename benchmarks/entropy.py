@@ -30,19 +30,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnervcodec.format import entropy
-from cnervcodec.tensor_coding import code_symbols, decode_symbols
 from cnervcodec.codec import code_fit, decode, encode_metadata
-from cnervcodec.prune import prune_fit, sparsity
-from cnervcodec.config import CompressionConfig, PruneConfig, FitConfig, build_model_config
+from cnervcodec.config import (
+    CompressionConfig,
+    FitConfig,
+    PruneConfig,
+    build_model_config,
+)
+from cnervcodec.fit import fit
+from cnervcodec.format import entropy
+from cnervcodec.format.chunks import CHUNK_FRAMING_BYTES
+from cnervcodec.format.describe import byte_split
 from cnervcodec.format.records import CODER_NAMES
 from cnervcodec.format.stream import Container, read_container
 from cnervcodec.format.tensor_records import symbol_stream_nbytes
-from cnervcodec.fit import fit
-from cnervcodec.format.chunks import CHUNK_FRAMING_BYTES
-from cnervcodec.format.describe import byte_split
 from cnervcodec.metrics import bpp, quality_report
 from cnervcodec.model import bitstream_tensors
+from cnervcodec.prune import prune_fit, sparsity
+from cnervcodec.tensor_coding import code_symbols, decode_symbols
 from cnervcodec.video_io import FrameSelection, read_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

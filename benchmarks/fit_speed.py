@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from cnervcodec.config import FitConfig, build_model_config
-from cnervcodec.fit_report import fit_clip
 from cnervcodec.fit import fit
+from cnervcodec.fit_report import fit_clip
 from cnervcodec.model import render
 from cnervcodec.video_io import FrameSelection, read_video
 

@@ -48,18 +48,28 @@ from typing import Any, Callable
 
 import torch
 
-from cnervcodec.codec import EncodeResult, EncodeSettings, decode, encode, encode_with_model
-from cnervcodec.interpolate import interpolate_embeddings
-from cnervcodec.model import render_latents
+from cnervcodec.codec import (
+    EncodeResult,
+    EncodeSettings,
+    decode,
+    encode,
+    encode_with_model,
+)
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
 from cnervcodec.embedding import network_inputs
 from cnervcodec.errors import BadInputError
-from cnervcodec.fit import fitted_embeddings
-from cnervcodec.metrics import subset_quality
-from cnervcodec.fit import FitInterrupted, FitResult, fine_tune, fit, training_split
-from cnervcodec.metrics import bpp, psnr_rgb_db, quality_report
-from cnervcodec.model import VideoNetwork, render
+from cnervcodec.fit import (
+    FitInterrupted,
+    FitResult,
+    fine_tune,
+    fit,
+    fitted_embeddings,
+    training_split,
+)
 from cnervcodec.format.model_file import ModelFile, write_model_file
+from cnervcodec.interpolate import interpolate_embeddings
+from cnervcodec.metrics import bpp, psnr_rgb_db, quality_report, subset_quality
+from cnervcodec.model import VideoNetwork, render, render_latents
 from cnervcodec.trained_model import model_file_from_network
 from cnervcodec.video_io import FrameSelection, VideoClip, parse_video_size, read_video
 

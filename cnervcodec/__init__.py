@@ -35,7 +35,8 @@ def read_video(path: str, *, start: int = 0, frames: int | None = None, step: in
     """Read a video (anything FFmpeg demuxes) as a ``VideoClip``: ``.frames`` (T, 3, H, W) uint8,
     ``.fps``, ``.width``, ``.height``; frames ``start``, ``start + step``, ... (``frames`` of them),
     downsized to ``scale`` = (width, height) by area averaging."""
-    from cnervcodec.video_io import FrameSelection, read_video as read
+    from cnervcodec.video_io import FrameSelection
+    from cnervcodec.video_io import read_video as read
 
     return read(path, fps=fps, select=FrameSelection(start=start, frames=frames, step=step), scale=scale)
 
@@ -47,7 +48,13 @@ def encode(frames: torch.Tensor, fps: Fraction | int, *, bits: int = 8, embed_bi
     of the ``.cnrv`` file ``cnerv encode`` would write with the same settings (without its ``meta``
     chunk). ``preset`` sets the fit and fine-tune epochs as ``cnerv encode --preset`` does."""
     from cnervcodec import codec
-    from cnervcodec.config import PRESETS, CompressionConfig, FitConfig, PruneConfig, build_model_config
+    from cnervcodec.config import (
+        PRESETS,
+        CompressionConfig,
+        FitConfig,
+        PruneConfig,
+        build_model_config,
+    )
     from cnervcodec.devices import pick_device
     from cnervcodec.errors import BadInputError
 

@@ -18,8 +18,8 @@ from types import MappingProxyType
 import av
 from av.stream import Discard
 
-from cnervcodec.format.records import AudioPacket, AudioTrack
 from cnervcodec.errors import BadInputError, one_line
+from cnervcodec.format.records import AudioPacket, AudioTrack
 
 MAX_AUDIO_BYTES = 256 * 2**20  # more than ~9 h of 64 kb/s AAC; bounds what a track holds in memory
 

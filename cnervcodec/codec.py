@@ -26,11 +26,21 @@ from cnervcodec.errors import BadInputError
 from cnervcodec.fit import FitProgress, FitResult, fit, fitted_embeddings
 from cnervcodec.format.model_file import ModelFile
 from cnervcodec.format.records import AudioTrack, ColorInfo
-from cnervcodec.format.stream import Container, StreamHeader, read_container, write_container
+from cnervcodec.format.stream import (
+    Container,
+    StreamHeader,
+    read_container,
+    write_container,
+)
 from cnervcodec.interpolate import check_interpolation, render_interpolated
 from cnervcodec.model import Decoder, render_range
 from cnervcodec.prune import prune_fit, sparsity
-from cnervcodec.tensor_coding import compress_decoder, compress_tensor, restore_tensor, restored_decoder
+from cnervcodec.tensor_coding import (
+    compress_decoder,
+    compress_tensor,
+    restore_tensor,
+    restored_decoder,
+)
 from cnervcodec.trained_model import check_frame_size, embed_frames, refine_embeddings
 
 ENCODER_NAME = f"cnervcodec {__version__}"

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from pytorch_msssim import ssim
 
-from cnervcodec.safetensors_files import load_checkpoint, save_checkpoint
 from cnervcodec.config import FitConfig, ModelConfig
 from cnervcodec.embedding import network_inputs
 from cnervcodec.errors import CheckpointError, CnervError
 from cnervcodec.model import VideoNetwork
+from cnervcodec.safetensors_files import load_checkpoint, save_checkpoint
 
 
 class FitInterrupted(CnervError):

@@ -17,8 +17,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from cnervcodec.config import FitConfig, ModelConfig
 from cnervcodec.atomic import atomic_path
+from cnervcodec.config import FitConfig, ModelConfig
 from cnervcodec.errors import BadInputError, CheckpointError
 from cnervcodec.model import VideoNetwork
 

@@ -13,7 +13,12 @@ import torch
 from cnervcodec.config import CompressionConfig, ModelConfig
 from cnervcodec.errors import CorruptContainerError
 from cnervcodec.format import entropy
-from cnervcodec.format.records import CODER_CATEGORICAL, CODER_RAW, SymbolStream, TensorRecord
+from cnervcodec.format.records import (
+    CODER_CATEGORICAL,
+    CODER_RAW,
+    SymbolStream,
+    TensorRecord,
+)
 from cnervcodec.format.tensor_records import symbol_stream_nbytes
 from cnervcodec.model import Decoder, bitstream_tensors
 from cnervcodec.quantize import dequantize, quantize_tensor

@@ -25,10 +25,10 @@ import torch
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from PIL import Image
 
-from cnervcodec.audio import AudioMux
-from cnervcodec.format.records import AudioTrack
 from cnervcodec.atomic import check_writable, reserve_temp
+from cnervcodec.audio import AudioMux
 from cnervcodec.errors import BadInputError
+from cnervcodec.format.records import AudioTrack
 
 DEFAULT_CRF = 12  # x264 at CRF 12 is visually lossless: the codec's artefacts, not x264's, show
 MAX_CRF = 51

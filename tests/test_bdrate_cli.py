@@ -351,7 +351,6 @@ def test_bd_rate_run_human_table(rd_run):
 
 
 def test_bd_rate_plot_is_a_png(rd_run):
-    pytest.importorskip("matplotlib")
     _, _, plot = rd_run
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

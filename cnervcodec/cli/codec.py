@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 
-from cnervcodec.atomic import atomic_write_bytes
-from cnervcodec.atomic import check_writable
+from cnervcodec.atomic import atomic_write_bytes, check_writable
 from cnervcodec.cli.common import (
     InputOptions,
     ProgressLine,
@@ -23,8 +22,8 @@ from cnervcodec.cli.common import (
     emit,
     input_options,
     read_cnrv_bytes,
-    read_model_path,
     read_input,
+    read_model_path,
     size_help,
 )
 from cnervcodec.config import (

@@ -61,7 +61,13 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def read_input(path: str, opts: InputOptions):
     """Read one input video as the options say (``video_io.read_video``)."""
-    from cnervcodec.video_io import FrameSelection, RawVideoSpec, parse_fps, parse_video_size, read_video
+    from cnervcodec.video_io import (
+        FrameSelection,
+        RawVideoSpec,
+        parse_fps,
+        parse_video_size,
+        read_video,
+    )
 
     raw = None
     if opts.video_size is not None:

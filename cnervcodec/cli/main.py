@@ -15,9 +15,9 @@ from typing import Any
 import click
 
 from cnervcodec import __version__
-from cnervcodec.atomic import atomic_write_bytes
-from cnervcodec.config import SIZES, FitConfig, build_model_config, parse_grid
-from cnervcodec.atomic import check_writable
+from cnervcodec.atomic import atomic_write_bytes, check_writable
+from cnervcodec.cli.bdrate import bd_rate_command
+from cnervcodec.cli.codec import decode_command, encode_command, info_command
 from cnervcodec.cli.common import (
     InputOptions,
     ProgressLine,
@@ -28,9 +28,8 @@ from cnervcodec.cli.common import (
     read_input,
     size_help,
 )
-from cnervcodec.cli.bdrate import bd_rate_command
-from cnervcodec.cli.codec import decode_command, encode_command, info_command
 from cnervcodec.cli.model import model_group
+from cnervcodec.config import SIZES, FitConfig, build_model_config, parse_grid
 from cnervcodec.errors import BadInputError, CnervError
 
 EPILOG_FIT = """\b

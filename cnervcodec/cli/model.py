@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from cnervcodec.atomic import atomic_write_bytes
-from cnervcodec.atomic import check_writable
+from cnervcodec.atomic import atomic_write_bytes, check_writable
 from cnervcodec.cli.common import emit, read_cnrv_bytes, read_model_path
 
 EPILOG = """\b
@@ -21,6 +20,7 @@ Examples:
   cnerv decode c.cnrv --model domain.cnrvm -o c.mp4
   cnerv model info domain.cnrvm
   cnerv model export clip.cnrv -o clip_decoder.cnrvm        # decode-only: the stream's decoder
+  cnerv model export clip.safetensors -o clip.cnrvm --bits 6   # a float model (cnerv fit -o) made reusable
 """
 
 

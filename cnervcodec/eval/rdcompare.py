@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from cnervcodec import __version__, metrics
-from cnervcodec.eval import anchors, bdrate
 from cnervcodec.codec import code_fit, decode, encode_metadata
 from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig, PruneConfig
 from cnervcodec.errors import BadInputError
+from cnervcodec.eval import anchors, bdrate
 from cnervcodec.fit import FitProgress, fit
 from cnervcodec.prune import prune_fit
 

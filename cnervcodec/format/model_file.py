@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnervcodec.config import MAX_SIDE_PX, ModelConfig
+from cnervcodec.errors import CorruptContainerError
 from cnervcodec.format.chunks import (
     CHUNK_END,
     CHUNK_META,
@@ -31,8 +32,12 @@ from cnervcodec.format.chunks import (
 from cnervcodec.format.network_fields import encode_model_config, read_model_config
 from cnervcodec.format.records import TensorRecord
 from cnervcodec.format.stream import CHUNK_DECO, LARGEST_F32_BELOW_1
-from cnervcodec.format.tensor_records import MAX_BITS, check_tensor, encode_decoder, read_decoder
-from cnervcodec.errors import CorruptContainerError
+from cnervcodec.format.tensor_records import (
+    MAX_BITS,
+    check_tensor,
+    encode_decoder,
+    read_decoder,
+)
 
 MODEL_SIGNATURE = b"\x89CNM\r\n\x1a\n"
 MODEL_FORMAT = FileFormat(".cnrvm", MODEL_SIGNATURE, 1, 0,

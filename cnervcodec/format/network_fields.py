@@ -9,7 +9,14 @@ from __future__ import annotations
 import math
 import struct
 
-from cnervcodec.config import ACTIVATIONS, ARCHS, MAX_STAGES, OUT_ACTIVATIONS, EmbeddingConfig, ModelConfig
+from cnervcodec.config import (
+    ACTIVATIONS,
+    ARCHS,
+    MAX_STAGES,
+    OUT_ACTIVATIONS,
+    EmbeddingConfig,
+    ModelConfig,
+)
 from cnervcodec.errors import BadInputError
 from cnervcodec.format.chunks import ChunkCursor
 

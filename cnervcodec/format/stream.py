@@ -14,7 +14,11 @@ from fractions import Fraction
 from typing import Any
 
 from cnervcodec.config import MAX_SIDE_PX, ModelConfig
-from cnervcodec.errors import BadInputError, CorruptContainerError, UnsupportedVersionError
+from cnervcodec.errors import (
+    BadInputError,
+    CorruptContainerError,
+    UnsupportedVersionError,
+)
 from cnervcodec.format.chunks import (
     CHUNK_END,
     CHUNK_META,
@@ -34,12 +38,12 @@ from cnervcodec.format.network_fields import encode_model_config, read_model_con
 from cnervcodec.format.records import AudioPacket, AudioTrack, ColorInfo, TensorRecord
 from cnervcodec.format.tensor_records import (
     MAX_BITS,
-    encode_tensor,
-    read_tensor,
-    require_writable,
     check_tensor,
     encode_decoder,
+    encode_tensor,
     read_decoder,
+    read_tensor,
+    require_writable,
 )
 
 SIGNATURE = b"\x89CNV\r\n\x1a\n"

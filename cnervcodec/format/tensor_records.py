@@ -13,7 +13,15 @@ import struct
 import numpy as np
 
 from cnervcodec.format.chunks import U32_MAX, ChunkCursor
-from cnervcodec.format.records import AXIS_TENSOR, CODER_CATEGORICAL, CODER_NAMES, CODER_RAW, QuantParams, SymbolStream, TensorRecord
+from cnervcodec.format.records import (
+    AXIS_TENSOR,
+    CODER_CATEGORICAL,
+    CODER_NAMES,
+    CODER_RAW,
+    QuantParams,
+    SymbolStream,
+    TensorRecord,
+)
 
 MAX_BITS = 16
 MAX_NDIM = 4
