@@ -22,20 +22,17 @@ import torch
 
 from cnervcodec import __version__
 from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig, PruneConfig
-from cnervcodec.errors import BadInputError
+from cnervcodec.errors import BadInputError, CorruptContainerError
 from cnervcodec.fit import FitProgress, FitResult, fit, fitted_embeddings
 from cnervcodec.format.model_file import ModelFile
-from cnervcodec.format.records import AudioTrack, ColorInfo
-from cnervcodec.format.stream import (
-    Container,
-    StreamHeader,
-    read_container,
-    write_container,
-)
+from cnervcodec.format.records import AudioTrack, ColorInfo, TensorRecord
+from cnervcodec.format.stream import Container, StreamHeader, read_container, write_container
+from cnervcodec.format.tensor_records import density_problem, encode_tensor, record_values
 from cnervcodec.interpolate import check_interpolation, render_interpolated
 from cnervcodec.model import Decoder, render_range
 from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.tensor_coding import (
+    check_decoder_records,
     compress_decoder,
     compress_tensor,
     restore_tensor,
@@ -135,13 +132,23 @@ def code_fit(fitted: FitResult, fps: Fraction, compression: CompressionConfig, *
     if embeddings is None:
         raise BadInputError("only CNeRV fits can be coded: a NeRV network has no per-frame embeddings")
     decoder = fitted.network.decoder
+    records = compress_decoder(decoder, compression)
+    embedding_record = compress_tensor(embeddings.numpy(), compression.embed_bits, compression.embed_axis)
+    _check_density(records + (embedding_record,), compression)
     header = StreamHeader(model=fitted.network.config, n_frames=embeddings.shape[0], fps=fps, color=color,
                           weight_bits=compression.weight_bits, embed_bits=compression.embed_bits,
                           prune_fraction=round(sparsity(decoder), 6))
-    return write_container(Container(
-        header=header, decoder=compress_decoder(decoder, compression),
-        embeddings=compress_tensor(embeddings.numpy(), compression.embed_bits, compression.embed_axis),
-        audio=audio, metadata=dict(metadata or {})))
+    return write_container(Container(header=header, decoder=records, embeddings=embedding_record, audio=audio,
+                                     metadata=dict(metadata or {})))
+
+
+def _check_density(records: tuple[TensorRecord, ...], compression: CompressionConfig) -> None:
+    """Refuse, with advice, a stream a reader would refuse as a decompression bomb: in practice
+    1-bit weights of a large network, which quantize every tensor to one value."""
+    n_bytes = sum(len(encode_tensor(record)) for record in records)
+    if problem := density_problem(record_values(records), n_bytes):
+        raise BadInputError(f"cannot code this network with --bits {compression.weight_bits}: {problem}; "
+                            "these weights carry almost no information: use more --bits")
 
 
 def encode_with_model(
@@ -193,6 +200,8 @@ def attach_model(container: Container, model_file: ModelFile | None, model_name:
     if model_file.sha256 != container.model_ref:
         raise BadInputError(f"wrong model: this .cnrv needs the model with SHA-256 {expected}, "
                             f"{model_name} is {model_file.sha256.hex()}")
+    if model_file.model != container.header.model:  # the hash covers the model's config, not the stream's
+        raise CorruptContainerError("corrupt .cnrv: its HEAD describes another network than the model it refers to")
     return replace(container, decoder=model_file.decoder)
 
 
@@ -204,9 +213,10 @@ def decoding_network(container: Container) -> DecodingNetwork:
         raise BadInputError(f"this .cnrv refers to the model with SHA-256 {container.model_ref.hex()}: "
                             "pass --model MODEL.cnrvm")
     header = container.header
+    check_decoder_records(header.model, container.decoder)  # before anything is allocated for the network
+    decoder = restored_decoder(header.model, container.decoder)
     latents = torch.from_numpy(restore_tensor(container.embeddings))
-    return DecodingNetwork(decoder=restored_decoder(header.model, container.decoder), latents=latents,
-                           header=header, audio=container.audio)
+    return DecodingNetwork(decoder=decoder, latents=latents, header=header, audio=container.audio)
 
 
 def open_stream(data: bytes, model_file: ModelFile | None = None, model_name: str = "the model", *,

@@ -181,20 +181,26 @@ class ModelConfig:
         block_h, block_w = self.block_size
         return block_h // self.total_stride, block_w // self.total_stride
 
+    def decoder_tensor_shapes(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """(name, shape) of every decoder tensor, in the order a bitstream stores them, by arithmetic
+        alone: a reader checks a file's records against these before it allocates anything."""
+        c0, (h0, w0) = self.widths[0], self.cube_size
+        cube = c0 * h0 * w0
+        if self.arch == "cnerv":
+            stem = (("stem.to_cube.weight", (cube, self.embedding.dim, 1, 1)), ("stem.to_cube.bias", (cube,)))
+        else:
+            hidden = self.nerv_hidden
+            stem = (("stem.mlp.0.weight", (hidden, 2 * self.nerv_pe_freqs)), ("stem.mlp.0.bias", (hidden,)),
+                    ("stem.mlp.2.weight", (cube, hidden)), ("stem.mlp.2.bias", (cube,)))
+        blocks = tuple(item for i, (c_in, c_out, s) in enumerate(zip(self.widths, self.widths[1:], self.strides))
+                       for item in ((f"blocks.{i}.conv.weight", (c_out * s * s, c_in, 3, 3)),
+                                    (f"blocks.{i}.conv.bias", (c_out * s * s,))))
+        k = self.head_kernel
+        return stem + blocks + (("head.weight", (3, self.widths[-1], k, k)), ("head.bias", (3,)))
+
     def decoder_param_count(self) -> int:
         """Parameters a bitstream must carry to decode (weights and biases), computed without torch."""
-        c0 = self.widths[0]
-        h0, w0 = self.cube_size
-        if self.arch == "cnerv":
-            stem = (self.embedding.dim + 1) * c0 * h0 * w0
-        else:
-            pe_dim = 2 * self.nerv_pe_freqs
-            stem = (pe_dim + 1) * self.nerv_hidden + (self.nerv_hidden + 1) * c0 * h0 * w0
-        blocks = sum(
-            (c_in * 9 + 1) * c_out * s * s for c_in, c_out, s in zip(self.widths, self.widths[1:], self.strides)
-        )
-        head = (self.widths[-1] * self.head_kernel**2 + 1) * 3
-        return stem + blocks + head
+        return sum(math.prod(shape) for _, shape in self.decoder_tensor_shapes())
 
     def encoder_param_count(self) -> int:
         """Parameters of CNeRV's one learned encoder layer (0 for NeRV): not needed to decode."""

@@ -19,12 +19,10 @@ from cnervcodec.format.records import (
     SymbolStream,
     TensorRecord,
 )
-from cnervcodec.format.tensor_records import symbol_stream_nbytes
+from cnervcodec.format.tensor_records import MAX_DECODER_VALUES, symbol_stream_nbytes
 from cnervcodec.model import Decoder, bitstream_tensors
 from cnervcodec.quantize import dequantize, quantize_tensor
 
-# A malicious header could claim a huge network; the decoder refuses to build one beyond this.
-MAX_DECODER_PARAMS = 256 * 1024 * 1024
 
 
 def code_symbols(symbols: np.ndarray, bits: int) -> SymbolStream:
@@ -71,22 +69,32 @@ def compress_decoder(decoder: Decoder, compression: CompressionConfig) -> tuple[
     )
 
 
-def restored_decoder(config: ModelConfig, records: tuple[TensorRecord, ...]) -> Decoder:
-    """A decoder with the dequantized weights of ``records``; a count or shape that does not match
-    ``config`` is corruption (the records come from a file)."""
-    if config.decoder_param_count() > MAX_DECODER_PARAMS:
+def check_decoder_records(config: ModelConfig, records: tuple[TensorRecord, ...]) -> None:
+    """The records must be exactly the tensors ``config``'s decoder has: count, order and shapes,
+    computed by arithmetic (``ModelConfig.decoder_tensor_shapes``), so that nothing is allocated for
+    a network a file describes but does not carry."""
+    if config.decoder_param_count() > MAX_DECODER_VALUES:
         raise CorruptContainerError(f"corrupt .cnrv: header describes a decoder of {config.decoder_param_count():,} parameters")
-    decoder = Decoder(config)
-    expected = bitstream_tensors(decoder)
+    expected = config.decoder_tensor_shapes()
     if len(expected) != len(records):
         raise CorruptContainerError(
             f"corrupt .cnrv: {len(records)} decoder tensors for a network that has {len(expected)}"
         )
-    state = {}
-    for (name, tensor), record in zip(expected, records):
-        if tuple(tensor.shape) != record.shape:
-            raise CorruptContainerError(f"corrupt .cnrv: tensor {name} has shape {record.shape}, expected {tuple(tensor.shape)}")
-        state[name] = torch.from_numpy(restore_tensor(record))
-    decoder.load_state_dict(state)
+    for (name, shape), record in zip(expected, records):
+        if shape != record.shape:
+            raise CorruptContainerError(f"corrupt .cnrv: tensor {name} has shape {record.shape}, expected {shape}")
+
+
+def restored_decoder(config: ModelConfig, records: tuple[TensorRecord, ...]) -> Decoder:
+    """A decoder with the dequantized weights of ``records``; a count or shape that does not match
+    ``config`` is corruption (the records come from a file), found before anything is allocated.
+
+    The module is built on the meta device and takes the restored tensors as its parameters
+    (``assign``): no random initialisation, and no second copy of the weights."""
+    check_decoder_records(config, records)
+    with torch.device("meta"):
+        decoder = Decoder(config)
+    state = {name: torch.from_numpy(restore_tensor(record)) for (name, _), record in zip(bitstream_tensors(decoder), records)}
+    decoder.load_state_dict(state, assign=True)
     decoder.eval()
     return decoder

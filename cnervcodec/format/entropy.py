@@ -56,6 +56,8 @@ def encode_categorical(symbols: np.ndarray, bits: int, first_symbol: int, counts
         raise ValueError("a symbol lies outside the model's range")
     if shifted.size and np.any(np.asarray(counts)[shifted] == 0):
         raise ValueError("a symbol has a zero count in the model")
+    if len(counts) == 1:  # one symbol value (a fully pruned tensor): nothing to code, and constriction
+        return np.zeros(0, np.uint32)  # refuses a one-entry categorical ("not normalizable")
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(shifted.astype(np.int32, copy=False), _model(counts))
     return coder.get_compressed().astype(np.uint32, copy=False)
@@ -65,6 +67,8 @@ def decode_categorical(words: np.ndarray, n_symbols: int, first_symbol: int, cou
     """Inverse of ``encode_categorical``: (n_symbols,) int32. Damaged words give wrong symbols, not errors."""
     if n_symbols < 0 or int(np.asarray(counts).sum()) != n_symbols:
         raise ValueError("the model's counts must sum to the number of symbols")
+    if len(counts) == 1:  # every symbol is first_symbol; the stream holds no words
+        return np.full(n_symbols, first_symbol, np.int32)
     coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
     shifted = coder.decode(_model(counts), n_symbols)
     return shifted.astype(np.int32, copy=False) + np.int32(first_symbol)

@@ -28,6 +28,16 @@ MAX_NDIM = 4
 MAX_TENSOR_VALUES = 1 << 28
 MAX_TENSORS = 4096
 MAX_COUNTS = 1 << 16
+# Decompression-bomb bounds (bitstream_spec.md section 13). A one-symbol categorical codes any number
+# of values in 13 bytes, so record lengths alone do not bound what a file makes a reader allocate:
+# a file may declare at most max(FREE_VALUES, MAX_VALUES_PER_BYTE * B) tensor values in B bytes of
+# tensor records, and a network of at most MAX_DECODER_VALUES parameters. Measured densest files the
+# encoder writes: 4-bit weights with 99.999 % pruned, 157 (S, 176x144) to 207 (L, 1280x720) values per
+# byte; 2-bit, 331 to 489; 1-bit weights all collapse to one symbol per tensor (1,216 to 8,421 values
+# per byte: the network decodes to a constant), which is what FREE_VALUES covers for small networks.
+MAX_VALUES_PER_BYTE = 1 << 12
+FREE_VALUES = 1 << 22  # 16 MiB as float32: every S / M network up to 1280x720 fits whatever its coding
+MAX_DECODER_VALUES = 1 << 28  # 1 GiB as float32
 
 
 def symbol_stream_nbytes(stream: SymbolStream) -> int:
@@ -65,6 +75,7 @@ def check_tensor(record: TensorRecord, what: str) -> None:
                  and 1 <= counts.size <= MAX_COUNTS, f"{what}: counts must be 1..{MAX_COUNTS} uint32 values")
         require_writable(int(counts.sum(dtype=np.uint64)) == n_values, f"{what}: counts must sum to n_symbols")
         require_writable(len(stream.payload) % 4 == 0, f"{what}: categorical payload must be whole u32 words")
+        require_writable(counts.size > 1 or not stream.payload, f"{what}: a one-symbol stream has no words")
 
 
 def encode_decoder(records: tuple[TensorRecord, ...]) -> bytes:
@@ -128,8 +139,10 @@ def _read_stream(cur: ChunkCursor, n_values: int, bits: int, what: str) -> Symbo
     at, counts = cur.pos, _read_varints(cur, n_counts + 1, f"{what} counts")
     if int(counts.sum(dtype=np.uint64)) != n_values:
         cur.fail(f"{what} counts sum to {int(counts.sum(dtype=np.uint64))}, not n_symbols {n_values}", at)
-    (n_words,) = cur.unpack("<I", f"{what} n_words")
+    at, (n_words,) = cur.pos, cur.unpack("<I", f"{what} n_words")
     payload = bytes(cur.take(4 * n_words, f"{what} words"))
+    if counts.size == 1 and n_words:
+        cur.fail(f"{what} has one symbol value, so no words, but n_words is {n_words}", at)
     return SymbolStream(CODER_CATEGORICAL, n_values, payload, first_symbol, counts)
 
 
@@ -151,3 +164,17 @@ def _read_varints(cur: ChunkCursor, count: int, what: str) -> np.ndarray:
         values[i] = value
     cur.pos = pos
     return values
+
+
+def record_values(records: tuple[TensorRecord, ...]) -> int:
+    return sum(math.prod(record.shape) for record in records)
+
+
+def density_problem(n_values: int, n_bytes: int) -> str | None:
+    """Why ``n_values`` tensor values carried by ``n_bytes`` bytes of records are a decompression bomb,
+    or None when they are within the bound a reader enforces (and the writer refuses to exceed)."""
+    limit = max(FREE_VALUES, MAX_VALUES_PER_BYTE * n_bytes)
+    if n_values <= limit:
+        return None
+    return (f"{n_values:,} tensor values in {n_bytes:,} bytes of tensor records exceed the "
+            f"{limit:,} a file of that size may declare ({MAX_VALUES_PER_BYTE} per byte, at least {FREE_VALUES:,})")
