@@ -56,8 +56,12 @@ def compress_tensor(values: np.ndarray, bits: int, axis: int) -> TensorRecord:
 
 
 def restore_tensor(record: TensorRecord) -> np.ndarray:
-    """The dequantized float32 tensor a record holds."""
-    symbols = decode_symbols(record.stream, record.quant.bits)
+    """The dequantized float32 tensor a record holds. The coder's own refusal of damaged data (which
+    the reader's checks should have caught first) is corruption, like any other."""
+    try:
+        symbols = decode_symbols(record.stream, record.quant.bits)
+    except ValueError as error:
+        raise CorruptContainerError(f"corrupt .cnrv: a tensor's coded symbols do not decode ({error})") from None
     return dequantize(symbols, record.quant, record.shape)
 
 

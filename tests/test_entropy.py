@@ -75,3 +75,15 @@ def test_bad_arguments_raise_value_error_not_panic(call):
 
 def test_entropy_bits_of_uniform_histogram():
     assert entropy.entropy_bits(np.array([5, 5, 5, 5])) == pytest.approx(40.0)
+
+
+def test_one_symbol_value_codes_to_no_words_and_back():
+    """A fully pruned tensor: constriction refuses a one-entry categorical, so the coder stores no words."""
+    from cnervcodec.format import entropy
+
+    symbols = np.full(1000, 37, np.int32)
+    first, counts = entropy.symbol_counts(symbols, 8)
+    assert (first, counts.tolist()) == (37, [1000])
+    words = entropy.encode_categorical(symbols, 8, first, counts)
+    assert words.size == 0
+    np.testing.assert_array_equal(entropy.decode_categorical(words, 1000, first, counts), symbols)

@@ -1,4 +1,4 @@
-"""The network config as bytes (``bitstream_spec.md`` section 5, from HEAD offset 24; also ``.cnrvm``'s MHDR).
+"""The network config as bytes (``bitstream_spec.md`` section 5, from HEAD offset 30; also ``.cnrvm``'s MHDR).
 
 Reading hands every field to ``ModelConfig``, which validates itself, so that the network's limits live in one
 place, ``config``.
@@ -22,7 +22,7 @@ from cnervcodec.format.chunks import ChunkCursor
 
 
 def encode_model_config(model: ModelConfig) -> bytes:
-    """The network config fields (HEAD from offset 24; also the model file's MHDR)."""
+    """The network config fields (HEAD from offset 30; also the model file's MHDR)."""
     emb, n_stages = model.embedding, len(model.strides)
     return b"".join((
         struct.pack("<3BHBd", ARCHS.index(model.arch), emb.grid[0], emb.grid[1], emb.dim, emb.freqs, emb.base),

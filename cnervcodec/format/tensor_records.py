@@ -55,6 +55,14 @@ def require_writable(condition: bool, message: str) -> None:
         raise ValueError(f"cannot write .cnrv: {message}")
 
 
+def ranges_stay_finite(offsets: np.ndarray, scales: np.ndarray, bits: int) -> bool:
+    """Whether ``offset + symbol * scale`` is finite in float32 for every symbol of ``bits`` bits: a
+    finite range can still dequantize to infinity (bitstream_spec.md section 6)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = offsets.astype(np.float32) + np.float32((1 << bits) - 1) * scales.astype(np.float32)
+    return bool(np.isfinite(top).all())
+
+
 def check_tensor(record: TensorRecord, what: str) -> None:
     quant, stream, shape = record.quant, record.stream, record.shape
     require_writable(isinstance(shape, tuple) and 1 <= len(shape) <= MAX_NDIM and isinstance(quant.bits, int)
@@ -120,6 +128,8 @@ def read_tensor(cur: ChunkCursor, what: str) -> TensorRecord:
     ranges = np.frombuffer(raw, "<f4").astype(np.float32).reshape(n_ranges, 2)
     if not np.isfinite(ranges).all() or (ranges[:, 1] < 0).any():
         cur.fail(f"{what} ranges must be finite with scales >= 0", at)
+    if not ranges_stay_finite(ranges[:, 0], ranges[:, 1], bits):
+        cur.fail(f"{what} ranges overflow float32 at the largest {bits}-bit symbol", at)
     quant = QuantParams(bits, axis, ranges[:, 0].copy(), ranges[:, 1].copy())
     return TensorRecord(shape, quant, _read_stream(cur, math.prod(shape), bits, what))
 
@@ -143,6 +153,8 @@ def _read_stream(cur: ChunkCursor, n_values: int, bits: int, what: str) -> Symbo
     payload = bytes(cur.take(4 * n_words, f"{what} words"))
     if counts.size == 1 and n_words:
         cur.fail(f"{what} has one symbol value, so no words, but n_words is {n_words}", at)
+    if n_words and payload[-4:] == bytes(4):
+        cur.fail(f"{what} words end with a zero word, which an ANS coder never writes", cur.pos - 4)
     return SymbolStream(CODER_CATEGORICAL, n_values, payload, first_symbol, counts)
 
 
