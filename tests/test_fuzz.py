@@ -237,3 +237,12 @@ def test_ans_words_ending_in_zero_are_refused_while_parsing(golden):
     preamble, chunks = split_chunks(golden[:position] + bytes(4) + golden[position + 4:])
     with pytest.raises(CorruptContainerError, match="words end with a zero word"):
         read_container(join_chunks(preamble, chunks))
+
+
+def test_the_spec_states_the_bounds_the_code_enforces():
+    spec = (Path(__file__).resolve().parents[1] / "bitstream_spec.md").read_text(encoding="utf-8")
+    limits = spec[spec.index("## 13. Limits"):spec.index("## 14.")]
+    free, per_byte = int(math.log2(tensor_records.FREE_VALUES)), tensor_records.MAX_VALUES_PER_BYTE
+    assert 2**free == tensor_records.FREE_VALUES
+    assert f"max(2^{free}, {per_byte} x B)" in limits
+    assert f"<= 2^{int(math.log2(tensor_records.MAX_DECODER_VALUES))} (`MAX_DECODER_VALUES`)" in limits
