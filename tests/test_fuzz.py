@@ -246,3 +246,28 @@ def test_the_spec_states_the_bounds_the_code_enforces():
     assert 2**free == tensor_records.FREE_VALUES
     assert f"max(2^{free}, {per_byte} x B)" in limits
     assert f"<= 2^{int(math.log2(tensor_records.MAX_DECODER_VALUES))} (`MAX_DECODER_VALUES`)" in limits
+
+
+def test_a_fuzzing_run_in_a_fresh_process_stays_within_the_memory_bound():
+    """The same loop in its own interpreter, measured the portable way: ``resource``'s lifetime peak
+    (ru_maxrss) after 200 mutated files against the peak after decoding the unmutated one."""
+    import subprocess
+    import sys
+
+    script = (
+        "import random, resource, sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from fuzzing import decode_stream, mutate, run_case\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "decode_stream(data)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "rng = random.Random(5)\n"
+        "outcomes = [run_case(mutate(data, rng), decode_stream) for _ in range(200)]\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) / 1024, outcomes.count('decoded'))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(GOLDEN_STREAM), str(Path(__file__).resolve().parent)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    growth_mib, decoded = run.stdout.split()
+    assert float(growth_mib) < GROWTH_LIMIT_MIB and 0 < int(decoded) < 200
