@@ -26,13 +26,21 @@ from cnervcodec.errors import BadInputError, CorruptContainerError
 from cnervcodec.fit import FitProgress, FitResult, fit, fitted_embeddings
 from cnervcodec.format.model_file import ModelFile
 from cnervcodec.format.records import AudioTrack, ColorInfo, TensorRecord
-from cnervcodec.format.stream import Container, StreamHeader, read_container, write_container
-from cnervcodec.format.tensor_records import density_problem, encode_tensor, record_values
+from cnervcodec.format.stream import (
+    Container,
+    StreamHeader,
+    read_container,
+    write_container,
+)
+from cnervcodec.format.tensor_records import (
+    density_problem,
+    record_nbytes,
+    record_values,
+)
 from cnervcodec.interpolate import check_interpolation, render_interpolated
 from cnervcodec.model import Decoder, render_range
 from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.tensor_coding import (
-    check_decoder_records,
     compress_decoder,
     compress_tensor,
     restore_tensor,
@@ -145,7 +153,7 @@ def code_fit(fitted: FitResult, fps: Fraction, compression: CompressionConfig, *
 def _check_density(records: tuple[TensorRecord, ...], compression: CompressionConfig) -> None:
     """Refuse, with advice, a stream a reader would refuse as a decompression bomb: in practice
     1-bit weights of a large network, which quantize every tensor to one value."""
-    n_bytes = sum(len(encode_tensor(record)) for record in records)
+    n_bytes = 2 + sum(map(record_nbytes, records))  # as a reader counts them: DECO's tensor count, the records
     if problem := density_problem(record_values(records), n_bytes):
         raise BadInputError(f"cannot code this network with --bits {compression.weight_bits}: {problem}; "
                             "these weights carry almost no information: use more --bits")
@@ -213,8 +221,7 @@ def decoding_network(container: Container) -> DecodingNetwork:
         raise BadInputError(f"this .cnrv refers to the model with SHA-256 {container.model_ref.hex()}: "
                             "pass --model MODEL.cnrvm")
     header = container.header
-    check_decoder_records(header.model, container.decoder)  # before anything is allocated for the network
-    decoder = restored_decoder(header.model, container.decoder)
+    decoder = restored_decoder(header.model, container.decoder)  # shapes checked before anything is allocated
     latents = torch.from_numpy(restore_tensor(container.embeddings))
     return DecodingNetwork(decoder=decoder, latents=latents, header=header, audio=container.audio)
 

@@ -13,16 +13,16 @@ import torch
 from cnervcodec.config import CompressionConfig, ModelConfig
 from cnervcodec.errors import CorruptContainerError
 from cnervcodec.format import entropy
+from cnervcodec.format.network_fields import MAX_DECODER_VALUES
 from cnervcodec.format.records import (
     CODER_CATEGORICAL,
     CODER_RAW,
     SymbolStream,
     TensorRecord,
 )
-from cnervcodec.format.tensor_records import MAX_DECODER_VALUES, symbol_stream_nbytes
+from cnervcodec.format.tensor_records import symbol_stream_nbytes
 from cnervcodec.model import Decoder, bitstream_tensors
 from cnervcodec.quantize import dequantize, quantize_tensor
-
 
 
 def code_symbols(symbols: np.ndarray, bits: int) -> SymbolStream:

@@ -93,13 +93,12 @@ def decode_model(data: bytes) -> int:
     from cnervcodec.format.model_file import read_model_file
     from cnervcodec.model import render_latents
     from cnervcodec.tensor_coding import restored_decoder
-    from cnervcodec.trained_model import content_encoder, embed_frames
+    from cnervcodec.trained_model import embed_frames
 
     model_file = read_model_file(data)
     config = model_file.model
     decoder = restored_decoder(config, model_file.decoder)
-    if model_file.encoder is not None:
-        content_encoder(model_file)
+    if model_file.encoder is not None:  # builds the encoder from the file's arrays
         latents = embed_frames(torch.zeros(1, 3, config.height, config.width, dtype=torch.uint8), model_file,
                                torch.device("cpu"))
     else:

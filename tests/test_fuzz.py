@@ -15,7 +15,7 @@ from fuzzing import Case, decode_model, decode_stream, join_chunks, mutate, peak
 
 from cnervcodec.config import CompressionConfig, EmbeddingConfig, FitConfig, ModelConfig
 from cnervcodec.errors import BadInputError, CorruptContainerError
-from cnervcodec.format import tensor_records
+from cnervcodec.format import network_fields, tensor_records
 from cnervcodec.format.records import CODER_CATEGORICAL, QuantParams, SymbolStream, TensorRecord
 from cnervcodec.format.stream import Container, StreamHeader, _encode, read_container
 
@@ -245,7 +245,7 @@ def test_the_spec_states_the_bounds_the_code_enforces():
     free, per_byte = int(math.log2(tensor_records.FREE_VALUES)), tensor_records.MAX_VALUES_PER_BYTE
     assert 2**free == tensor_records.FREE_VALUES
     assert f"max(2^{free}, {per_byte} x B)" in limits
-    assert f"<= 2^{int(math.log2(tensor_records.MAX_DECODER_VALUES))} (`MAX_DECODER_VALUES`)" in limits
+    assert f"<= 2^{int(math.log2(network_fields.MAX_DECODER_VALUES))} (`MAX_DECODER_VALUES`)" in limits
 
 
 def test_a_fuzzing_run_in_a_fresh_process_stays_within_the_memory_bound():
@@ -271,3 +271,14 @@ def test_a_fuzzing_run_in_a_fresh_process_stays_within_the_memory_bound():
     assert run.returncode == 0, run.stderr
     growth_mib, decoded = run.stdout.split()
     assert float(growth_mib) < GROWTH_LIMIT_MIB and 0 < int(decoded) < 200
+
+
+def test_record_sizes_are_counted_as_the_writer_writes_them(golden):
+    """The writer's density check counts record bytes without writing them; they must be the bytes
+    a reader counts (the DECO payload is its u16 tensor count plus the records)."""
+    from cnervcodec.format.tensor_records import encode_decoder, encode_tensor, record_nbytes
+
+    parsed = read_container(golden)
+    for record in parsed.decoder + (parsed.embeddings,):
+        assert record_nbytes(record) == len(encode_tensor(record))
+    assert 2 + sum(map(record_nbytes, parsed.decoder)) == len(encode_decoder(parsed.decoder))

@@ -289,8 +289,9 @@ def decode_command(input_path: str, output: Path, crf: int | None, device: str, 
     network = open_stream(data, model_file, model_path or "the model", interpolate=interpolate, mode=interp)
     header = network.header
     count = check_range(header.n_frames, start, frames)
+    is_range = (start, count) != (0, header.n_frames)
     audio = network.audio
-    if (start, count) != (0, header.n_frames):
+    if is_range:
         audio = cut_track(audio, Fraction(start) / header.fps, Fraction(count) / header.fps)
     fps = header.fps * interpolate
     with open_video_writer(output, width=header.model.width, height=header.model.height, fps=fps,
@@ -303,7 +304,7 @@ def decode_command(input_path: str, output: Path, crf: int | None, device: str, 
     report = {"frames": n_frames, "decode_seconds": round(seconds, 3), "fps": str(fps),
               "frames_per_second": round(n_frames / seconds, 2) if seconds > 0 else None}
     notes = list(writer.notes)
-    if (start, count) != (0, header.n_frames):
+    if is_range:
         report.update(start=start, stream_frames=header.n_frames)
     if interpolate > 1:
         report.update(source_frames=count, interpolate=interpolate, interp=interp)

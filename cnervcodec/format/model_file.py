@@ -34,11 +34,9 @@ from cnervcodec.format.records import TensorRecord
 from cnervcodec.format.stream import CHUNK_DECO, LARGEST_F32_BELOW_1
 from cnervcodec.format.tensor_records import (
     MAX_BITS,
-    MAX_DECODER_VALUES,
+    check_density,
     check_tensor,
-    density_problem,
     encode_decoder,
-    record_values,
     read_decoder,
 )
 
@@ -131,12 +129,7 @@ def _parse(view: memoryview) -> ModelFile:
     if CHUNK_DECO not in parts:
         raise CorruptContainerError(f"corrupt .cnrvm: no DECO chunk before FEND at byte {infos[-1].offset}")
     header = parts[CHUNK_MHDR]
-    deco_bytes = sum(info.length for info in infos if info.kind == CHUNK_DECO)
-    if problem := density_problem(record_values(parts[CHUNK_DECO]), deco_bytes):
-        raise CorruptContainerError(f"corrupt .cnrvm: {problem}")
-    if header["model"].decoder_param_count() > MAX_DECODER_VALUES:
-        raise CorruptContainerError(f"corrupt .cnrvm: the network config describes a decoder of "
-                                    f"{header['model'].decoder_param_count():,} parameters, more than {MAX_DECODER_VALUES:,}")
+    check_density(parts[CHUNK_DECO], sum(info.length for info in infos if info.kind == CHUNK_DECO), ".cnrvm")
     if header["has_encoder"] != (CHUNK_ENCO in parts):
         raise CorruptContainerError(f"corrupt .cnrvm: MHDR says has_encoder={header['has_encoder']} but the file "
                                     f"{'lacks' if header['has_encoder'] else 'has'} an ENCO chunk")

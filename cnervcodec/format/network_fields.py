@@ -20,6 +20,8 @@ from cnervcodec.config import (
 from cnervcodec.errors import BadInputError
 from cnervcodec.format.chunks import ChunkCursor
 
+MAX_DECODER_VALUES = 1 << 28  # parameters a network config may describe: 1 GiB as float32 (spec section 13)
+
 
 def encode_model_config(model: ModelConfig) -> bytes:
     """The network config fields (HEAD from offset 30; also the model file's MHDR)."""
@@ -34,7 +36,8 @@ def encode_model_config(model: ModelConfig) -> bytes:
 
 
 def read_model_config(cur: ChunkCursor, width: int, height: int) -> ModelConfig:
-    """The network config fields of HEAD, validated by ModelConfig itself so that its limits live in one place."""
+    """The network config fields of HEAD or MHDR, validated by ModelConfig itself so that its limits live
+    in one place, and refused when they describe a decoder of more than ``MAX_DECODER_VALUES`` parameters."""
     at, arch = cur.pos, cur.enum("arch", ARCHS)
     rows, cols, dim, freqs = cur.unpack("<BBHB", "embedding grid, dim and freqs")
     base = cur.number("<d", "embedding base", -math.inf, math.inf)
@@ -45,10 +48,14 @@ def read_model_config(cur: ChunkCursor, width: int, height: int) -> ModelConfig:
     pe_base = cur.number("<d", "nerv_pe_base", -math.inf, math.inf)
     pe_freqs, hidden = cur.unpack("<HI", "nerv_pe_freqs and nerv_hidden")
     try:
-        return ModelConfig(
+        model = ModelConfig(
             arch=arch, height=height, width=width, embedding=EmbeddingConfig((rows, cols), dim, freqs, base),
             widths=widths, strides=strides, activation=activation, out_activation=out_activation,
             head_kernel=head_kernel, nerv_pe_base=pe_base, nerv_pe_freqs=pe_freqs, nerv_hidden=hidden,
         )
     except BadInputError as exc:
         cur.fail(f"invalid network config: {exc}", at)
+    if model.decoder_param_count() > MAX_DECODER_VALUES:
+        cur.fail(f"the network config describes a decoder of {model.decoder_param_count():,} parameters, "
+                 f"more than {MAX_DECODER_VALUES:,}", at)
+    return model

@@ -38,9 +38,7 @@ from cnervcodec.format.network_fields import encode_model_config, read_model_con
 from cnervcodec.format.records import AudioPacket, AudioTrack, ColorInfo, TensorRecord
 from cnervcodec.format.tensor_records import (
     MAX_BITS,
-    MAX_DECODER_VALUES,
-    density_problem,
-    record_values,
+    check_density,
     check_tensor,
     encode_decoder,
     encode_tensor,
@@ -194,9 +192,7 @@ def _parse(view: memoryview) -> Container:
     if parts[CHUNK_HEAD].model.arch == "cnerv" and CHUNK_EMBD not in parts:
         raise CorruptContainerError(f"corrupt .cnrv: no EMBD chunk before FEND at byte {infos[-1].offset}")
     records = parts.get(CHUNK_DECO, ()) + ((parts[CHUNK_EMBD],) if CHUNK_EMBD in parts else ())
-    record_bytes = sum(info.length for info in infos if info.kind in (CHUNK_DECO, CHUNK_EMBD))
-    if problem := density_problem(record_values(records), record_bytes):
-        raise CorruptContainerError(f"corrupt .cnrv: {problem}")
+    check_density(records, sum(info.length for info in infos if info.kind in (CHUNK_DECO, CHUNK_EMBD)), ".cnrv")
     return Container(parts[CHUNK_HEAD], parts.get(CHUNK_DECO, ()), parts.get(CHUNK_EMBD), parts.get(CHUNK_AUDIO),
                      parts.get(CHUNK_META, {}), version, tuple(infos), parts.get(CHUNK_MREF))
 
@@ -237,9 +233,6 @@ def _read_head(cur: ChunkCursor) -> StreamHeader:
     weight_bits, embed_bits = cur.number("<B", "weight_bits", 1, MAX_BITS), cur.number("<B", "embed_bits", 1, MAX_BITS)
     prune = cur.number("<f", "prune_fraction", 0.0, LARGEST_F32_BELOW_1)
     model = read_model_config(cur, width, height)
-    if model.decoder_param_count() > MAX_DECODER_VALUES:
-        cur.fail(f"the network config describes a decoder of {model.decoder_param_count():,} parameters, "
-                 f"more than {MAX_DECODER_VALUES:,}", padded_at)
     if model.padded_size != (padded_h, padded_w):
         cur.fail(f"padded size {padded_w}x{padded_h} != {model.padded_size[1]}x{model.padded_size[0]} "
                  "computed from the network config", padded_at)

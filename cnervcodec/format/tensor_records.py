@@ -12,6 +12,7 @@ import struct
 
 import numpy as np
 
+from cnervcodec.errors import CorruptContainerError
 from cnervcodec.format.chunks import U32_MAX, ChunkCursor
 from cnervcodec.format.records import (
     AXIS_TENSOR,
@@ -31,13 +32,19 @@ MAX_COUNTS = 1 << 16
 # Decompression-bomb bounds (bitstream_spec.md section 13). A one-symbol categorical codes any number
 # of values in 13 bytes, so record lengths alone do not bound what a file makes a reader allocate:
 # a file may declare at most max(FREE_VALUES, MAX_VALUES_PER_BYTE * B) tensor values in B bytes of
-# tensor records, and a network of at most MAX_DECODER_VALUES parameters. Measured densest files the
-# encoder writes: 4-bit weights with 99.999 % pruned, 157 (S, 176x144) to 207 (L, 1280x720) values per
-# byte; 2-bit, 331 to 489; 1-bit weights all collapse to one symbol per tensor (1,216 to 8,421 values
-# per byte: the network decodes to a constant), which is what FREE_VALUES covers for small networks.
+# tensor records (its network config, at most network_fields.MAX_DECODER_VALUES parameters).
+# Measured densest files the encoder writes: 4-bit weights with 99.999 % pruned, 157 (S, 176x144) to
+# 207 (L, 1280x720) values per byte; 2-bit, 331 to 489; 1-bit weights all collapse to one symbol per
+# tensor (1,216 to 8,421 values per byte: the network decodes to a constant), which is what
+# FREE_VALUES covers for small networks.
 MAX_VALUES_PER_BYTE = 1 << 12
-FREE_VALUES = 1 << 22  # 16 MiB as float32: every S / M network up to 1280x720 fits whatever its coding
-MAX_DECODER_VALUES = 1 << 28  # 1 GiB as float32
+FREE_VALUES = 1 << 22  # 16 MiB as float32; every S and M network fits (at most 2.47 M parameters up to 1920x1080)
+
+
+def record_nbytes(record: TensorRecord) -> int:
+    """Bytes ``encode_tensor`` writes for a record (section 6), computed without writing them."""
+    n_ranges = 1 if record.quant.axis == AXIS_TENSOR else record.shape[record.quant.axis]
+    return 1 + 4 * len(record.shape) + 2 + 8 * n_ranges + symbol_stream_nbytes(record.stream)
 
 
 def symbol_stream_nbytes(stream: SymbolStream) -> int:
@@ -180,6 +187,13 @@ def _read_varints(cur: ChunkCursor, count: int, what: str) -> np.ndarray:
 
 def record_values(records: tuple[TensorRecord, ...]) -> int:
     return sum(math.prod(record.shape) for record in records)
+
+
+def check_density(records: tuple[TensorRecord, ...], n_bytes: int, label: str) -> None:
+    """A reader's rule 2 of section 13: refuse ``records`` carried by ``n_bytes`` bytes of record chunks
+    as a decompression bomb when they declare more values than those bytes justify."""
+    if problem := density_problem(record_values(records), n_bytes):
+        raise CorruptContainerError(f"corrupt {label}: {problem}")
 
 
 def density_problem(n_values: int, n_bytes: int) -> str | None:
