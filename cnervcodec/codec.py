@@ -23,7 +23,7 @@ import torch
 from cnervcodec import __version__
 from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig, PruneConfig
 from cnervcodec.errors import BadInputError, CorruptContainerError
-from cnervcodec.fit import FitProgress, FitResult, fit, fitted_embeddings
+from cnervcodec.fit import FitProgress, FitResult, Planes, fit, fitted_embeddings
 from cnervcodec.format.model_file import ModelFile
 from cnervcodec.format.records import AudioTrack, ColorInfo, TensorRecord
 from cnervcodec.format.stream import (
@@ -40,6 +40,7 @@ from cnervcodec.format.tensor_records import (
 from cnervcodec.interpolate import check_interpolation, render_interpolated
 from cnervcodec.model import Decoder, render_range
 from cnervcodec.prune import prune_fit, sparsity
+from cnervcodec.ratecontrol import RateTarget, coding_candidates, in_window, solve
 from cnervcodec.tensor_coding import (
     compress_decoder,
     compress_tensor,
@@ -273,3 +274,85 @@ def decode(data: bytes, *, model_file: ModelFile | None = None, start: int = 0, 
     """The frames a ``.cnrv`` file decodes to, (N, 3, H, W) uint8: all of them, or ``frames`` from ``start``."""
     network = open_stream(data, model_file)
     return torch.cat(list(render_frames(network, torch.device(device), batch, start=start, count=frames)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate control (the choice itself lives in ``ratecontrol``)
+
+
+@dataclass(frozen=True)
+class RateChoice:
+    """The file ``code_fit_at_rate`` chose: its bytes (no audio), bit depths, YUV-PSNR, and every candidate."""
+
+    data: bytes
+    compression: CompressionConfig
+    psnr_yuv: float
+    candidates: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class RateEncodeResult:
+    """``encode_at_rate``'s file (with audio), the video part's bytes, and what was chosen."""
+
+    data: bytes
+    video_bytes: int
+    model: ModelConfig
+    compression: CompressionConfig
+    fit_seconds: float
+    train_fps: float
+    candidates: tuple[dict[str, Any], ...]
+
+
+def encode_at_rate(frames_u8: torch.Tensor, fps: Fraction, target: RateTarget, fit_config: FitConfig,
+                   prune: PruneConfig, device: torch.device, *, planes: Planes | None = None,
+                   weight_bits: int | None = None, strict: bool = True, color: ColorInfo = ColorInfo(),
+                   audio: AudioTrack | None = None,
+                   metadata: dict[str, Any] | None = None,
+                   progress: Callable[[str, FitProgress], None] | None = None,
+                   should_stop: Callable[[], bool] = lambda: False) -> RateEncodeResult:
+    """Encode under rate control: the network ``ratecontrol.solve`` sizes for ``target``, fitted (and
+    pruned), then coded at the bit depths ``code_fit_at_rate`` finds best within the window."""
+    n_frames, _, height, width = frames_u8.shape
+    model = solve(target, n_frames, height, width, weight_bits=weight_bits, strict=strict)
+    fitted = fit(frames_u8, model, fit_config, device, planes=planes,
+                 progress=(lambda p: progress("fit", p)) if progress else None, should_stop=should_stop)
+    pruned = prune_fit(frames_u8, fitted, prune, device,
+                       progress=(lambda p: progress("prune", p)) if progress else None, should_stop=should_stop)
+    choice = code_fit_at_rate(pruned, fps, target, frames_u8, planes, weight_bits=weight_bits, device=device,
+                              metadata=metadata)
+    data = code_fit(pruned, fps, choice.compression, color=color, audio=audio, metadata=metadata)
+    video = choice.data if audio is None and color == ColorInfo() else code_fit(
+        pruned, fps, choice.compression, color=color, metadata=metadata)
+    return RateEncodeResult(data=data, video_bytes=len(video), model=model, compression=choice.compression,
+                            fit_seconds=fitted.fit_seconds, train_fps=fitted.train_fps, candidates=choice.candidates)
+
+
+def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, reference_u8: torch.Tensor,
+                     planes: Planes | None, *, weight_bits: int | None = None, device: torch.device | str = "cpu",
+                     metadata: dict[str, Any] | None = None) -> RateChoice:
+    """Code one fit at every bit-depth pair of ``ratecontrol.coding_candidates``, keep the files within
+    the search window of ``target``, decode them and return the best YUV-PSNR (scored on ``planes``
+    when the source has its own); when no file lands in the window, the closest one."""
+    from cnervcodec.metrics import psnr_yuv_db
+
+    coded = []
+    for compression in coding_candidates(weight_bits):
+        try:
+            data = code_fit(fitted, fps, compression, metadata=metadata)
+        except BadInputError:  # too few bits for this network (a decompression-bomb shape): not a candidate
+            continue
+        coded.append((data, compression))
+    if not coded:
+        raise BadInputError("no bit depth codes this network: ask for a higher rate")
+    window = [item for item in coded if in_window(len(item[0]), target)]
+    if not window:
+        window = [min(coded, key=lambda item: abs(len(item[0]) - target.bytes))]
+    scored = []
+    for data, compression in window:
+        psnr = float(psnr_yuv_db(reference_u8, decode(data, device=device), planes=planes).mean())
+        scored.append((psnr, data, compression))
+    psnr, data, compression = max(scored, key=lambda item: item[0])
+    psnr_of = {id(d): p for p, d, _ in scored}
+    candidates = tuple(c.to_dict() | {"bytes": len(d),
+                        "psnr_yuv": round(psnr_of[id(d)], 4) if id(d) in psnr_of else None} for d, c in coded)
+    return RateChoice(data=data, compression=compression, psnr_yuv=psnr, candidates=candidates)

@@ -24,6 +24,8 @@ ARCHS = ("cnerv", "nerv")
 ACTIVATIONS = ("gelu", "relu", "silu", "leaky_relu")
 OUT_ACTIVATIONS = ("sigmoid", "tanh01")
 SIZES = ("S", "M", "L")
+LOSSES = ("l1-ssim", "mse", "yuv-mse")
+OPTIONAL_MODEL_KEYS: frozenset[str] = frozenset()  # fields added after files were written (absent: default)
 
 # Sane limits for anything read from a file or the command line.
 MAX_SIDE_PX = 16384
@@ -246,7 +248,7 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise BadInputError(f"model config has unknown fields: {', '.join(sorted(unknown))}")
-        _require_keys("model", data, tuple(known))
+        _require_keys("model", data, tuple(known - OPTIONAL_MODEL_KEYS))
         values = dict(data)
         if not isinstance(values["embedding"], dict):
             raise BadInputError("config field embedding must be a JSON object")
@@ -267,6 +269,7 @@ class FitConfig:
     warmup_frac: float = 0.2
     min_lr_frac: float = 0.0  # the cosine ends at lr * min_lr_frac
     l1_weight: float = 0.7  # alpha in alpha * L1 + (1 - alpha) * (1 - SSIM)
+    loss: str = "l1-ssim"  # or "mse" (RGB) or "yuv-mse" (6:1:1 on the 4:2:0 planes)
     seed: int = 0
     holdout: int = 0  # keep 1 frame in every `holdout` out of training (0: train on all)
     # Train on frames 0, K, 2K, ... only (1: every frame). Unlike `holdout`, this is an encoder speed
@@ -283,6 +286,7 @@ class FitConfig:
         _check_float("warmup_frac", self.warmup_frac, 0.0, 0.9)
         _check_float("min_lr_frac", self.min_lr_frac, 0.0, 1.0)
         _check_float("l1_weight", self.l1_weight, 0.0, 1.0)
+        _check_choice("loss", self.loss, LOSSES)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         if self.holdout == 1 or not 0 <= self.holdout <= 1_000_000:
             raise BadInputError(f"--holdout must be 0 (off) or at least 2, got {self.holdout}")

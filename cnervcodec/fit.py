@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pytorch_msssim import ssim
 
 from cnervcodec.config import FitConfig, ModelConfig
 from cnervcodec.embedding import network_inputs
 from cnervcodec.errors import CheckpointError, CnervError
+from cnervcodec.losses import l1_ssim_loss, yuv_mse_loss
+from cnervcodec.metrics import rgb_to_yuv420
 from cnervcodec.model import VideoNetwork
 from cnervcodec.safetensors_files import load_checkpoint, save_checkpoint
+
+Planes = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # uint8 Y (T, H, W), U and V (T, ceil(H/2), ceil(W/2))
 
 
 class FitInterrupted(CnervError):
@@ -124,13 +127,15 @@ def lr_at(step: int, total_steps: int, config: FitConfig) -> float:
 
 
 def fit_loss(pred: torch.Tensor, target: torch.Tensor, l1_weight: float) -> torch.Tensor:
-    """``alpha * L1 + (1 - alpha) * (1 - SSIM)`` on [0, 1] frames; SSIM's window shrinks for tiny frames."""
-    l1 = (pred - target).abs().mean()
-    win = min(11, min(pred.shape[-2:]) - (1 - min(pred.shape[-2:]) % 2))
-    if l1_weight >= 1.0 or win < 3:
-        return l1
-    similarity = ssim(pred, target, data_range=1.0, size_average=True, win_size=win)
-    return l1_weight * l1 + (1.0 - l1_weight) * (1.0 - similarity)
+    """The paper's RGB loss (kept under this name for the callers that fit embeddings alone)."""
+    return l1_ssim_loss(pred, target, l1_weight)
+
+
+def target_planes(frames_u8: torch.Tensor, planes: Planes | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Y (T, H, W), UV (T, 2, h, w)) uint8 targets of a plane loss: the source's own 4:2:0 planes when
+    given, else the metrics' BT.601 conversion of the RGB frames (what an RGB source is scored on)."""
+    y, u, v = planes if planes is not None else rgb_to_yuv420(frames_u8)
+    return y.to(frames_u8.device), torch.stack((u, v), dim=1).to(frames_u8.device)
 
 
 def frames_fingerprint(frames_u8: torch.Tensor) -> str:
@@ -151,11 +156,13 @@ def seeded_network(config: ModelConfig, seed: int) -> VideoNetwork:
 class _Trainer:
     """The mutable state of one fit; ``run`` drives it. Private: callers use ``fit``."""
 
-    def __init__(self, frames_u8: torch.Tensor, network: VideoNetwork, config: FitConfig, device: torch.device) -> None:
+    def __init__(self, frames_u8: torch.Tensor, network: VideoNetwork, config: FitConfig, device: torch.device,
+                 planes: Planes | None = None) -> None:
         self.config = config
         self.device = device
         self.use_amp = device.type == "cuda"
         self.frames = frames_u8.to(device)  # (T, 3, H, W) uint8, kept on the device
+        self.planes = target_planes(self.frames, planes) if config.loss == "yuv-mse" else None
         self.network = network.to(device).to(memory_format=torch.channels_last)
         model_config = network.config
         self.inputs = network_inputs(model_config.arch, model_config.embedding, model_config.padded_size, self.frames)
@@ -242,11 +249,10 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.total_steps, self.config)
         device_indices = indices.to(self.device)
-        target = self.frames[device_indices].float().div_(255.0).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             pred = self.network(self.network.latent_for(self.inputs[device_indices]))
         pred = pred.float()
-        loss = fit_loss(pred, target, self.config.l1_weight)
+        loss, mse = self.loss(pred, device_indices)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -255,7 +261,21 @@ class _Trainer:
         self.step += 1
         self.position = (self.position + 1) % self.steps_per_epoch
         self.train_frames += len(indices)
-        return loss.detach(), ((pred.detach() - target) ** 2).mean(dim=(1, 2, 3))
+        return loss.detach(), mse
+
+    def loss(self, pred: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, per-frame MSE for the progress PSNR: RGB, or Y for the plane loss) of a batch."""
+        if self.planes is not None:
+            target_y = self.planes[0][indices].float().div_(255.0)
+            target_uv = self.planes[1][indices].float().div_(255.0)
+            loss, luma = yuv_mse_loss(pred, target_y, target_uv)
+            return loss, (luma.detach() - target_y).square().mean(dim=(1, 2))
+        target = self.frames[indices].float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        if self.config.loss == "mse":
+            loss = (pred - target).square().mean()
+        else:
+            loss = l1_ssim_loss(pred, target, self.config.l1_weight)
+        return loss, (pred.detach() - target).square().mean(dim=(1, 2, 3))
 
 
 def fit(
@@ -267,22 +287,24 @@ def fit(
     checkpoint: CheckpointPolicy = CheckpointPolicy(),
     resume: Path | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    planes: Planes | None = None,
 ) -> FitResult:
     """Fit a fresh network to ``frames_u8`` (T, 3, H, W) uint8, or continue the checkpoint ``resume``.
 
     When resuming, the network and fit configs come from the checkpoint (``model_config`` and
     ``fit_config`` are ignored). Raises ``FitInterrupted`` when ``should_stop`` turns true, after
-    saving a checkpoint if the policy names a path.
+    saving a checkpoint if the policy names a path. ``planes``: the source's own 4:2:0 planes, the
+    targets of a plane loss (``yuv-mse`` or a YUV head); without them the frames' conversion is used.
     """
     fingerprint = frames_fingerprint(frames_u8)
     if resume is not None:
         network, fit_config, tensors, state = load_checkpoint(resume)
         if (network.config.height, network.config.width) != tuple(frames_u8.shape[-2:]):
             raise CheckpointError(f"{resume}: checkpoint is for {network.config.width}x{network.config.height} frames")
-        trainer = _Trainer(frames_u8, network, fit_config, device)
+        trainer = _Trainer(frames_u8, network, fit_config, device, planes)
         trainer.restore(tensors, state, fingerprint, Path(resume))
     else:
-        trainer = _Trainer(frames_u8, seeded_network(model_config, fit_config.seed), fit_config, device)
+        trainer = _Trainer(frames_u8, seeded_network(model_config, fit_config.seed), fit_config, device, planes)
         trainer.prepare_encoder()
     _run(trainer, progress, checkpoint, fingerprint, should_stop)
     return _result(trainer)
@@ -310,11 +332,12 @@ def fine_tune(
     after_step: Callable[[], None],
     progress: Callable[[FitProgress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    planes: Planes | None = None,
 ) -> FitResult:
     """Continue training an already fitted ``network`` (its encoder statistics kept), calling
     ``after_step`` after every optimizer step: pruning holds its masks this way. It trains on the
     frames ``fit_config`` selects, so a recipe derived from the fit's own config keeps its split."""
-    trainer = _Trainer(frames_u8, network, fit_config, device)
+    trainer = _Trainer(frames_u8, network, fit_config, device, planes)
     trainer.after_step = after_step
     after_step()
     _run(trainer, progress, CheckpointPolicy(), frames_fingerprint(frames_u8), should_stop)

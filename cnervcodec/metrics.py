@@ -124,7 +124,7 @@ def psnr_rgb_db(ref_u8: torch.Tensor, dist_u8: torch.Tensor, batch: int = DEFAUL
 # ------------------------------------------------------------------------------------ YUV 4:2:0
 
 
-def _subsample_chroma_2x2(plane: torch.Tensor) -> torch.Tensor:
+def subsample_chroma_2x2(plane: torch.Tensor) -> torch.Tensor:
     """Average 2x2 blocks of ``(T, C, H, W)`` float planes -> ``(T, C, ceil(H/2), ceil(W/2))``.
 
     Odd sizes are padded by repeating the last row/column, so an edge sample averages real pixels
@@ -154,31 +154,47 @@ def rgb_to_yuv420(frames_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     matrix = torch.tensor(BT601_LIMITED_MATRIX, dtype=torch.float32, device=rgb.device)
     offset = torch.tensor(BT601_LIMITED_OFFSET, dtype=torch.float32, device=rgb.device)
     yuv = torch.einsum("ij,tjhw->tihw", matrix, rgb) + offset[:, None, None]  # (T, 3, H, W)
-    chroma = _subsample_chroma_2x2(yuv[:, 1:])  # (T, 2, ceil(H/2), ceil(W/2))
+    chroma = subsample_chroma_2x2(yuv[:, 1:])  # (T, 2, ceil(H/2), ceil(W/2))
     y = _round_to_u8(yuv[:, 0], LUMA_RANGE)
     u = _round_to_u8(chroma[:, 0], CHROMA_RANGE)
     v = _round_to_u8(chroma[:, 1], CHROMA_RANGE)
     return y, u, v
 
 
-def psnr_yuv_db(ref_u8: torch.Tensor, dist_u8: torch.Tensor, batch: int = DEFAULT_BATCH_FRAMES) -> torch.Tensor:
+def psnr_yuv_db(ref_u8: torch.Tensor, dist_u8: torch.Tensor, batch: int = DEFAULT_BATCH_FRAMES,
+                planes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Per-frame ``(6 PSNR_Y + PSNR_U + PSNR_V) / 8`` in dB on 4:2:0 planes, ``(T,)`` float64 on the CPU.
 
     The 6:1:1 weighting is the JVET/HEVC common-test-conditions convention used for the reference
-    points; each plane's PSNR is capped at ``PSNR_CAP_DB`` before weighting.
+    points; each plane's PSNR is capped at ``PSNR_CAP_DB`` before weighting. ``planes``: the source's
+    own 4:2:0 planes (``VideoClip.planes``), the reference when given (JVET convention); otherwise
+    ``ref_u8`` converted with ``rgb_to_yuv420``. ``dist_u8`` is always converted that way.
     """
     _check_pair(ref_u8, dist_u8)
     _check_batch(batch)
+    if planes is not None:
+        _check_planes(planes, ref_u8)
     dist_u8 = dist_u8.to(ref_u8.device)
     per_chunk = []
     for s in _frame_slices(ref_u8.shape[0], batch):
-        planes = zip(rgb_to_yuv420(ref_u8[s]), rgb_to_yuv420(dist_u8[s]))
+        ref_planes = rgb_to_yuv420(ref_u8[s]) if planes is None else tuple(p[s].to(ref_u8.device) for p in planes)
+        pairs = zip(ref_planes, rgb_to_yuv420(dist_u8[s]))
         psnr_y, psnr_u, psnr_v = (
             _psnr_db_from_mse(_sse_per_frame(ref, dist).cpu().to(torch.float64) / ref[0].numel())
-            for ref, dist in planes
+            for ref, dist in pairs
         )
         per_chunk.append((6.0 * psnr_y + psnr_u + psnr_v) / 8.0)
     return torch.cat(per_chunk) if per_chunk else torch.zeros(0, dtype=torch.float64)
+
+
+def _check_planes(planes: tuple[torch.Tensor, ...], ref_u8: torch.Tensor) -> None:
+    """The planes must be uint8 4:2:0 planes of the very frames ``ref_u8`` holds."""
+    n, _, height, width = ref_u8.shape
+    chroma = (n, (height + 1) // 2, (width + 1) // 2)
+    expected = ((n, height, width), chroma, chroma)
+    if len(planes) != 3 or any(p.dtype != torch.uint8 or tuple(p.shape) != e for p, e in zip(planes, expected)):
+        raise BadInputError(f"reference planes must be uint8 Y {expected[0]} and U, V {chroma}, got "
+                            f"{[tuple(p.shape) for p in planes]}")
 
 
 # --------------------------------------------------------------------------------------- MS-SSIM
@@ -311,13 +327,15 @@ def rate_point(report: QualityReport, n_bytes: int, height: int, width: int) -> 
             "psnr_yuv": report.psnr_yuv, "ms_ssim": report.ms_ssim}
 
 
-def quality_report(ref_u8: torch.Tensor, dist_u8: torch.Tensor, batch: int = DEFAULT_BATCH_FRAMES) -> QualityReport:
-    """Score ``dist_u8`` against ``ref_u8``: PSNR (RGB and YUV) and MS-SSIM, per frame and averaged."""
+def quality_report(ref_u8: torch.Tensor, dist_u8: torch.Tensor, batch: int = DEFAULT_BATCH_FRAMES,
+                   planes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> QualityReport:
+    """Score ``dist_u8`` against ``ref_u8``: PSNR (RGB and YUV) and MS-SSIM, per frame and averaged.
+    YUV-PSNR is against the source's own 4:2:0 ``planes`` when given (``psnr_yuv_db``)."""
     _check_pair(ref_u8, dist_u8)
     if ref_u8.shape[0] == 0:
         raise BadInputError("no frames to compare")
     psnr = psnr_rgb_db(ref_u8, dist_u8, batch)
-    psnr_yuv = psnr_yuv_db(ref_u8, dist_u8, batch)
+    psnr_yuv = psnr_yuv_db(ref_u8, dist_u8, batch, planes)
     ms_ssim, scales = ms_ssim_per_frame(ref_u8, dist_u8, batch)
     height, width = ref_u8.shape[2:]
     return QualityReport(

@@ -2,6 +2,8 @@
 
 ``video_io`` reads and selects frames; this module turns each one into 8-bit RGB honouring its
 colour range and matrix, and collects them into one (T, 3, H, W) uint8 tensor with one copy each.
+It also keeps a 4:2:0 source's own Y, U and V planes (``frame_planes``): quality against the
+anchors is measured on those (JVET convention), not on a copy that went through RGB and back.
 """
 
 from __future__ import annotations
@@ -59,8 +61,35 @@ def frame_chw(frame: av.VideoFrame, scale: tuple[int, int] | None) -> torch.Tens
     return area_downscale(chw, scale)
 
 
+# AVColorSpace values whose matrix is the BT.601 one the metrics convert RGB with (2: unspecified,
+# read as BT.601 by ``frame_to_rgb`` too): only such planes are comparable to a converted RGB output.
+_BT601_AVCOL_SPC = frozenset({2, 5, 6})
+
+
+def native_planes_usable(frame: av.VideoFrame) -> bool:
+    """True when ``frame``'s own planes are what the metrics compare: 8-bit 4:2:0, limited range, BT.601."""
+    return (frame.format.name == "yuv420p" and frame.color_range != ColorRange.JPEG
+            and int(frame.colorspace) in _BT601_AVCOL_SPC)
+
+
+def frame_planes(frame: av.VideoFrame, scale: tuple[int, int] | None) -> tuple[torch.Tensor, ...]:
+    """The Y (H, W), U and V (ceil(H/2), ceil(W/2)) uint8 planes of a yuv420p frame, each downsized by
+    area averaging to the scaled geometry when ``scale`` is given."""
+    height, width = frame.height, frame.width
+    sizes = ((height, width), ((height + 1) // 2, (width + 1) // 2), ((height + 1) // 2, (width + 1) // 2))
+    planes = []
+    for plane, (rows, cols) in zip(frame.planes, sizes):
+        data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
+        planes.append(torch.from_numpy(data.copy()))
+    if scale is None or scale == (width, height):
+        return tuple(planes)
+    out_w, out_h = scale
+    targets = ((out_w, out_h), ((out_w + 1) // 2, (out_h + 1) // 2), ((out_w + 1) // 2, (out_h + 1) // 2))
+    return tuple(area_downscale(p[None], size)[0] for p, size in zip(planes, targets))
+
+
 def area_downscale(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Downsize (3, H, W) uint8 to (3, size[1], size[0]) by area averaging, rounded to uint8.
+    """Downsize (C, H, W) uint8 to (C, size[1], size[0]) by area averaging, rounded to uint8.
 
     Area averaging is the anti-aliased choice for shrinking: each output pixel is the mean of the
     source pixels it covers (exactly a block mean for integer factors).
@@ -69,11 +98,11 @@ def area_downscale(chw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # A channels-first float copy: pooling a permuted (channels-last) view is ~2x slower.
     planar = chw.unsqueeze(0).to(torch.float32, memory_format=torch.contiguous_format)
     small = F.interpolate(planar, size=(height, width), mode="area")
-    return small.squeeze(0).round_().clamp_(0, 255).to(torch.uint8)  # (3, height, width)
+    return small.squeeze(0).round_().clamp_(0, 255).to(torch.uint8)  # (C, height, width)
 
 
 class FrameStack:
-    """Collects (3, H, W) frames into one (T, 3, H, W) tensor, copying each frame once.
+    """Collects same-shape frames (3, H, W) or planes (H, W) into one (T, ...) tensor, copying each once.
 
     Storage grows by doubling when the capacity hint is short; a final copy trims it only when
     more than a quarter is unused, so a right hint costs no copy at all.

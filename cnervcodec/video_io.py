@@ -23,7 +23,12 @@ import av
 import torch
 
 from cnervcodec.errors import BadInputError, one_line
-from cnervcodec.video_frames import FrameStack, frame_chw
+from cnervcodec.video_frames import (
+    FrameStack,
+    frame_chw,
+    frame_planes,
+    native_planes_usable,
+)
 
 MAX_SIDE_PX = 16384
 RAW_DEFAULT_FPS = Fraction(25)
@@ -69,6 +74,9 @@ class VideoClip:
     source_size: tuple[int, int]  # (width, height) before scaling
     notes: tuple[str, ...] = field(default=())
     color: tuple[int, int, int, int] = (0, 2, 2, 2)  # source's AVCOL range, matrix, primaries, transfer
+    # The source's own 4:2:0 planes (uint8 Y (T, H, W), U and V (T, ceil(H/2), ceil(W/2)), area-downsized
+    # with ``scale``) when it is 8-bit yuv420p BT.601 limited range: what YUV-PSNR is measured against.
+    planes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -164,7 +172,7 @@ def read_video(
     with container:
         stream = _video_stream(container, source)
         source_fps = fps if raw is not None else _source_fps(container, stream, fps, notes)
-        frames, source_size, color = _decode_selection(container, stream, source, select, scale, notes)
+        frames, source_size, color, planes = _decode_selection(container, stream, source, select, scale, notes)
     return VideoClip(
         frames=frames,
         fps=source_fps / select.step,
@@ -173,6 +181,7 @@ def read_video(
         source_size=source_size,
         notes=tuple(notes),
         color=color,
+        planes=planes,
     )
 
 
@@ -318,10 +327,11 @@ def _decode_selection(
     select: FrameSelection,
     scale: tuple[int, int] | None,
     notes: list[str],
-) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int, int, int]]:
+) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int, int, int], tuple[torch.Tensor, ...] | None]:
     """Decode until the selection is complete; returns the frames (T, 3, H, W), the source
-    (width, height) and the first frame's colour tags."""
+    (width, height), the first frame's colour tags and the native 4:2:0 planes (or None)."""
     stack = FrameStack(_capacity_hint(stream, select))
+    plane_stacks: list[FrameStack] | None = None
     source_size: tuple[int, int] | None = None
     color = (0, 2, 2, 2)
     n_decoded = 0
@@ -333,6 +343,8 @@ def _decode_selection(
             color = (int(frame.color_range), int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc))
             _check_scale(scale, source_size)
             _note_deep_format(frame.format, notes)
+            if native_planes_usable(frame):
+                plane_stacks = [FrameStack(_capacity_hint(stream, select)) for _ in range(3)]
         elif (frame.width, frame.height) != source_size:
             raise BadInputError(
                 f"{source} changes size at frame {index} ({source_size[0]}x{source_size[1]} to "
@@ -341,11 +353,18 @@ def _decode_selection(
         if index < select.start or (index - select.start) % select.step:
             continue
         stack.append(frame_chw(frame, scale))
+        if plane_stacks is not None:
+            if native_planes_usable(frame):
+                for plane_stack, plane in zip(plane_stacks, frame_planes(frame, scale)):
+                    plane_stack.append(plane)
+            else:  # the format changed mid-stream: score on the RGB conversion instead
+                plane_stacks = None
         if select.frames is not None and len(stack) == select.frames:
             break
     _check_enough(source, select, n_decoded, len(stack))
     assert source_size is not None
-    return stack.tensor(), source_size, color
+    planes = tuple(p.tensor() for p in plane_stacks) if plane_stacks is not None else None
+    return stack.tensor(), source_size, color, planes
 
 
 def _check_enough(source: str, select: FrameSelection, n_decoded: int, n_kept: int) -> None:

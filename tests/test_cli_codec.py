@@ -24,8 +24,10 @@ def encoded(tmp_path_factory):
 def test_encode_json_counts_every_byte(encoded):
     path, report = encoded
     assert set(report) == {"frames", "width", "height", "fps", "bytes", "bpp", "psnr", "psnr_yuv", "ms_ssim",
-                           "encode_seconds"}
-    assert report["bytes"] == path.stat().st_size
+                           "encode_seconds", "size", "target_bytes", "target_bpp", "video_bytes", "video_bpp",
+                           "off_target", "network", "weight_bits", "embed_bits", "fit_seconds", "train_fps"}
+    assert report["size"] == "auto"  # no --size: rate control at the default operating point
+    assert report["bytes"] == path.stat().st_size == report["video_bytes"]  # no audio: the video part is the file
     assert report["bpp"] == pytest.approx(report["bytes"] * 8 / (6 * 72 * 88))
     assert (report["frames"], report["width"], report["height"], report["fps"]) == (6, 88, 72, "30000/1001")
 

@@ -26,6 +26,7 @@ from cnervcodec.cli.common import (
 )
 from cnervcodec.config import PRESETS, SIZES, FitConfig, build_model_config, parse_grid
 from cnervcodec.errors import BadInputError
+from cnervcodec.ratecontrol import RATE_LR
 
 EPILOG = """\b
 Examples:
@@ -82,7 +83,7 @@ def _format_curves(r: dict[str, Any]) -> str:
 
 
 def _point_row(name: str, p: dict[str, Any]) -> str:
-    what = f"CRF {p['crf']}" if "crf" in p else f"bits {p['bits']} prune {p['prune']:g}"
+    what = f"CRF {p['crf']}" if "crf" in p else (f"--bpp {p['target_bpp']:g} ({p['bits']}/{p['embed_bits']} bits)" if "target_bpp" in p else f"bits {p['bits']} prune {p['prune']:g}")
     return (f"  {name:<6} {what:<18} {p['bytes']:>10,} B {p['bpp']:>8.4f} bpp  PSNR {p['psnr']:6.2f}  "
             f"YUV {p['psnr_yuv']:6.2f}  MS-SSIM {p['ms_ssim']:.4f}")
 
@@ -123,11 +124,18 @@ def _run_curves(curves: tuple[Path, Path], method: str, as_json: bool) -> None:
                                                     "slow", "slower", "veryslow", "placebo"]),
               default="medium", show_default=True, help="x264/x265 preset (mapped to SVT-AV1's numbers for av1).")
 @click.option("--anchor-crfs", default=None, help="Starting CRF ladder, e.g. 22,27,32,37 [default: per codec]; extended to cover CNeRV's range.")
-@click.option("--points", type=click.IntRange(2, 16), default=4, show_default=True, help="CNeRV rate points to keep.")
-@click.option("--bits-ladder", default="8,6,5,4", show_default=True, help="Weight bit depths tried (one fit serves all).")
-@click.option("--prune-ladder", default="0,0.2,0.4", show_default=True, help="Prune fractions tried.")
-@click.option("--embed-bits", type=click.IntRange(1, 16), default=6, show_default=True)
-@click.option("--size", type=click.Choice(list(SIZES)), default="S", show_default=True, help=size_help())
+@click.option("--bpp-ladder", default="0.02,0.04,0.08,0.16", show_default=True,
+              help="Target rates: one rate-controlled fit each (cnerv encode --bpp B), a network sized for each.")
+@click.option("--points", type=click.IntRange(2, 16), default=4, show_default=True,
+              help="With --size: CNeRV rate points to keep from the bits x prune ladder.")
+@click.option("--bits-ladder", default=None,
+              help="One fit of a named --size coded at these weight bit depths instead of the --bpp ladder "
+                   "[default with --size: 8,6,5,4].")
+@click.option("--prune-ladder", default=None, help="With --size: prune fractions tried [default: 0,0.2,0.4].")
+@click.option("--embed-bits", type=click.IntRange(1, 16), default=6, show_default=True, help="With --size.")
+@click.option("--size", type=click.Choice(list(SIZES)), default=None,
+              help="One fit of a named size, re-coded at --bits-ladder x --prune-ladder (the old comparison). "
+                   + size_help())
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="medium", show_default=True,
               help="CNeRV fit length: fast 30 epochs (+5 after pruning), medium 100 (+10), slow 300 (+30).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Fit epochs [default: from --preset].")
@@ -143,15 +151,16 @@ def _run_curves(curves: tuple[Path, Path], method: str, as_json: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @input_options
 def bd_rate_command(input_path: str | None, curves: tuple[Path, Path] | None, method: str, anchor_list: str,
-                    anchor_preset: str, anchor_crfs: str | None, points: int, bits_ladder: str, prune_ladder: str,
-                    embed_bits: int, size: str, preset: str, epochs: int | None, grid: str, seed: int, device: str,
+                    anchor_preset: str, anchor_crfs: str | None, bpp_ladder: str, points: int,
+                    bits_ladder: str | None, prune_ladder: str | None, embed_bits: int, size: str | None, preset: str, epochs: int | None, grid: str, seed: int, device: str,
                     plot: Path | None, out: Path | None, keep: Path | None, overwrite: bool, as_json: bool, quiet: bool,
                     **input_kw: Any) -> None:
     """Rate-distortion of CNeRV against x264 / x265 on INPUT: points, BD-rate, BD-PSNR, plot.
 
-    CNeRV is fitted once and coded at several bits/prune settings; the anchors are encoded in process
-    at a CRF ladder that covers CNeRV's quality and rate ranges. Every point is scored on the same
-    frames with the same PSNR definitions.
+    CNeRV is encoded once per --bpp-ladder rate, each with a network sized for it (cnerv encode --bpp),
+    or with --size fitted once and coded at several bits/prune settings; the anchors are encoded in
+    process at a CRF ladder that covers CNeRV's quality and rate ranges. Every point is scored on the
+    same frames with the same PSNR definitions, YUV-PSNR on the source's own 4:2:0 planes.
     """
     if (input_path is None) == (curves is None):
         raise click.UsageError("give either INPUT (encode and compare) or --curves ANCHOR TEST")
@@ -160,12 +169,15 @@ def bd_rate_command(input_path: str | None, curves: tuple[Path, Path] | None, me
         return
     from cnervcodec.eval.rdcompare import RdSettings, ladder_values
 
+    fixed_size = size is not None or bits_ladder is not None or prune_ladder is not None
+    ladder_mode = None if fixed_size else ladder_values(bpp_ladder, float, "--bpp-ladder")
+    size = size or "S"
     rd = RdSettings(
         anchors=ladder_values(anchor_list, str.strip, "--anchors"), points=points, anchor_preset=anchor_preset,
         anchor_crfs=ladder_values(anchor_crfs, int, "--anchor-crfs") if anchor_crfs else None, method=method,
-        bits_ladder=ladder_values(bits_ladder, int, "--bits-ladder"),
-        prune_ladder=ladder_values(prune_ladder, float, "--prune-ladder"), embed_bits=embed_bits,
-        prune_epochs=PRESETS[preset].prune_epochs)
+        bits_ladder=ladder_values(bits_ladder or "8,6,5,4", int, "--bits-ladder"),
+        prune_ladder=ladder_values(prune_ladder or "0,0.2,0.4", float, "--prune-ladder"), embed_bits=embed_bits,
+        prune_epochs=PRESETS[preset].prune_epochs, bpp_ladder=ladder_mode)
     fit_options = CnervFitOptions(size=size, preset=preset, epochs=epochs, grid=grid, seed=seed, device=device)
     outputs = RunOutputs(plot=plot, out=out, keep=keep, overwrite=overwrite, as_json=as_json, quiet=quiet)
     _run_input(input_path, rd, fit_options, outputs, InputOptions(**input_kw))
@@ -210,7 +222,9 @@ def _run_input(input_path: str, rd, fit_options: CnervFitOptions, outputs: RunOu
         raise BadInputError(f"{input_path}: {clip.width}x{clip.height} has an odd side; the 4:2:0 anchors need "
                             f"even sides: use --scale to an even size")
     model = build_model_config("cnerv", o.size, clip.height, clip.width, grid=parse_grid(o.grid, clip.height, clip.width))
-    fit_config = FitConfig(epochs=o.epochs or PRESETS[o.preset].epochs, seed=o.seed)
+    epochs = o.epochs or PRESETS[o.preset].epochs
+    fit_config = (FitConfig(epochs=epochs, seed=o.seed) if rd.bpp_ladder is None else
+                  FitConfig(epochs=epochs, seed=o.seed, lr=RATE_LR, loss="yuv-mse"))
     log = (lambda text: None) if outputs.quiet else (lambda text: click.echo(text, err=True))
     progress = None if outputs.quiet else ProgressLine("fit")
     started = time.monotonic()
@@ -218,7 +232,7 @@ def _run_input(input_path: str, rd, fit_options: CnervFitOptions, outputs: RunOu
         with StopFlag() as stop:
             report = run(clip.frames, clip.fps, model, fit_config, rd, choose_device(o.device),
                          source_name=Path(input_path).name, size=o.size, preset=o.preset, log=log, keep=keeper,
-                         progress=progress, should_stop=stop)
+                         planes=clip.planes, progress=progress, should_stop=stop)
     finally:
         if progress is not None:
             progress.close()

@@ -28,6 +28,7 @@ from cnervcodec.cli.common import (
 )
 from cnervcodec.config import (
     INTERPOLATION_MODES,
+    LOSSES,
     MAX_INTERPOLATE,
     PRESETS,
     SIZES,
@@ -37,11 +38,14 @@ from cnervcodec.config import (
     build_model_config,
     parse_grid,
 )
+from cnervcodec.ratecontrol import DEFAULT_BPP, RATE_LR, RATE_TOLERANCE
 
 EPILOG_ENCODE = """\b
 Examples:
   cnerv encode tests/data/carphone_qcif.mp4 -o carphone.cnrv --frames 30 --preset fast
-  cnerv encode clip.mp4 -o clip.cnrv --bits 6 --prune 0.2 --json
+  cnerv encode clip.mp4 -o clip.cnrv --bpp 0.05          # rate control: network and bits chosen for 0.05 bpp
+  cnerv encode clip.mp4 -o clip.cnrv --kbps 200 --bits 8 # 200 kbit/s, weight bits pinned
+  cnerv encode clip.mp4 -o clip.cnrv --size S --bits 6 --prune 0.2 --json   # a named size, no rate control
   cnerv encode big.mp4 -o big.cnrv --scale 640x360 --size M --preset slow
   cnerv encode cars.yuv --video-size 320x240 --fps 30 -o cars.cnrv
   cnerv encode long.mp4 -o long.cnrv --fit-every 4      # fit on 1 frame in 4, embed all
@@ -79,16 +83,30 @@ def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
 @click.command("encode", epilog=EPILOG_ENCODE)
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .cnrv file to write.")
-@click.option("--bits", type=click.IntRange(1, 16), default=8, show_default=True, help="Bits per decoder weight (eq. 4 quantization).")
-@click.option("--embed-bits", type=click.IntRange(1, 16), default=6, show_default=True, help="Bits per embedding value.")
+@click.option("--bpp", type=float, default=None,
+              help=f"Target rate in bits per pixel of the video part of the file (model, embeddings, headers; audio "
+                   f"is extra): the network and bit depths are chosen for it [default: {DEFAULT_BPP} without --size "
+                   f"or --kbps].")
+@click.option("--kbps", type=float, default=None, help="Target rate in kilobits per second over the clip's duration.")
+@click.option("--bits", type=click.IntRange(1, 16), default=None,
+              help="Bits per decoder weight (eq. 4 quantization) [default: 8 with --size; chosen for the rate "
+                   "otherwise, and pinned when given].")
+@click.option("--embed-bits", type=click.IntRange(1, 16), default=None,
+              help="Bits per embedding value [default: 6 with --size; chosen for the rate otherwise].")
 @click.option("--prune", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True, help="Fraction of decoder weights to prune (then fine-tune).")
-@click.option("--size", type=click.Choice(list(SIZES)), default="S", show_default=True, help=size_help())
+@click.option("--size", type=click.Choice(list(SIZES)), default=None,
+              help="A named model size instead of rate control (decoder parameters grow with frame size). "
+                   + size_help())
+@click.option("--loss", type=click.Choice(list(LOSSES)), default=None,
+              help="Training loss: yuv-mse (6:1:1 MSE on the 4:2:0 planes, what YUV-PSNR scores), mse (RGB) or "
+                   "l1-ssim (the paper's) [default: yuv-mse under rate control, l1-ssim with --size].")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="medium", show_default=True,
               help="fast: 30 fit epochs + 5 after pruning; medium: 100 + 10; slow: 300 + 30.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Fit epochs [default: from --preset].")
 @click.option("--grid", default="auto", show_default=True, help="Embedding block grid ROWSxCOLS; auto: blocks of at most 240 px.")
 @click.option("--embed-dim", type=click.IntRange(1, 4096), default=None, help="Embedding values per block (d) [default: size preset].")
-@click.option("--lr", type=click.FloatRange(min=1e-8, max=1.0), default=2e-3, show_default=True, help="Peak learning rate.")
+@click.option("--lr", type=click.FloatRange(min=1e-8, max=1.0), default=None,
+              help=f"Peak learning rate [default: {RATE_LR} under rate control, 0.002 with --size].")
 @click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Frames per step.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--fit-every", type=click.IntRange(1, 1000), default=1, show_default=True,
@@ -103,8 +121,9 @@ def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @input_options
-def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, prune: float, size: str, preset: str,
-                   epochs: int | None, grid: str, embed_dim: int | None, lr: float, batch: int, seed: int,
+def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float | None, bits: int | None,
+                   embed_bits: int | None, prune: float, size: str | None, loss: str | None, preset: str,
+                   epochs: int | None, grid: str, embed_dim: int | None, lr: float | None, batch: int, seed: int,
                    fit_every: int, model_path: str | None, model_ref: bool, refine_embeddings: int, device: str,
                    overwrite: bool, as_json: bool, quiet: bool, **input_kw: Any) -> None:
     """Fit a CNeRV network to INPUT, prune, quantize and entropy-code it into OUT.cnrv.
@@ -122,17 +141,26 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
         raise click.UsageError("--model-ref and --refine-embeddings need --model MODEL.cnrvm")
     if model_path is not None:
         _check_model_options()
-        _encode_with_model(input_path, output, model_path, model_ref, refine_embeddings, embed_bits, device,
+        _encode_with_model(input_path, output, model_path, model_ref, refine_embeddings, embed_bits or 6, device,
                            as_json, opts, started)
         return
+    rate_mode = size is None
+    _check_rate_options(size, bpp, kbps, grid, embed_dim, embed_bits)
     clip = read_input(input_path, opts)
     recipe = PRESETS[preset]
+    fit_config = FitConfig(epochs=epochs or recipe.epochs, lr=lr or (RATE_LR if rate_mode else 2e-3), batch=batch,
+                           seed=seed, fit_every=fit_every, loss=loss or ("yuv-mse" if rate_mode else "l1-ssim"))
+    prune_config = PruneConfig(fraction=prune, epochs=recipe.prune_epochs)
+    if rate_mode:
+        _encode_at_rate(input_path, output, clip, opts, fit_config, prune_config, bpp, kbps, bits, preset, device,
+                        as_json, quiet, started)
+        return
     settings = EncodeSettings(
         model=build_model_config("cnerv", size, clip.height, clip.width,
                                  grid=parse_grid(grid, clip.height, clip.width), embed_dim=embed_dim),
-        fit=FitConfig(epochs=epochs or recipe.epochs, lr=lr, batch=batch, seed=seed, fit_every=fit_every),
-        compression=CompressionConfig(weight_bits=bits, embed_bits=embed_bits),
-        prune=PruneConfig(fraction=prune, epochs=recipe.prune_epochs),
+        fit=fit_config,
+        compression=CompressionConfig(weight_bits=bits or 8, embed_bits=embed_bits or 6),
+        prune=prune_config,
     )
     audio = _audio_for(input_path, opts, clip)
     metadata = encode_metadata(Path(input_path).name, size, preset, settings.fit, settings.compression,
@@ -148,6 +176,7 @@ def encode_command(input_path: str, output: Path, bits: int, embed_bits: int, pr
         if progress is not None:
             progress.close()
     report, quality, decoded = _write_and_score(result.data, output, clip, torch_device, started)
+    report["size"] = size
     if fit_every > 1:
         report.update(_seen_unseen_quality(clip.frames, decoded, settings.fit))
         report["fit_seconds"] = round(result.fit_seconds, 3)
@@ -163,14 +192,74 @@ def _write_and_score(data: bytes, output: Path, clip, device, started: float, mo
 
     atomic_write_bytes(output, data)
     decoded = decode(data, model_file=model_file, device=device)
-    quality = quality_report(clip.frames, decoded)
+    quality = quality_report(clip.frames, decoded, planes=clip.planes)
     report = {"frames": clip.n_frames, "width": clip.width, "height": clip.height, "fps": str(clip.fps),
               **rate_point(quality, len(data), clip.height, clip.width),
               "encode_seconds": round(time.monotonic() - started, 3)}
     return report, quality, decoded
 
 
-FIT_OPTIONS = ("bits", "prune", "size", "preset", "epochs", "grid", "embed_dim", "lr", "batch", "seed", "fit_every")
+FIT_OPTIONS = ("bpp", "kbps", "bits", "prune", "size", "loss", "preset", "epochs", "grid", "embed_dim", "lr", "batch",
+               "seed", "fit_every")
+
+
+def _check_rate_options(size: str | None, bpp: float | None, kbps: float | None, grid: str, embed_dim: int | None,
+                        embed_bits: int | None) -> None:
+    """Rate control chooses the network and the embedding bits; options that fix them belong to --size."""
+    if bpp is not None and kbps is not None:
+        raise click.UsageError("--bpp and --kbps both set the rate: pass one")
+    if size is not None and (bpp is not None or kbps is not None):
+        raise click.UsageError("--size fixes the network and --bpp/--kbps choose it for the rate: pass one or the other")
+    if size is None and (grid != "auto" or embed_dim is not None or embed_bits is not None):
+        raise click.UsageError("--grid, --embed-dim and --embed-bits shape a named --size; rate control "
+                               "(--bpp/--kbps, the default) chooses them: add --size S|M|L to set them")
+
+
+def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit_config: FitConfig,
+                    prune_config: PruneConfig, bpp: float | None, kbps: float | None, bits: int | None, preset: str,
+                    device: str, as_json: bool, quiet: bool, started: float) -> None:
+    """``encode --bpp/--kbps`` (and the default): a network solved for the rate, then the bit depths that
+    land the written file on it (``ratecontrol``)."""
+    from cnervcodec.codec import encode_at_rate, encode_metadata
+    from cnervcodec.format.records import ColorInfo
+    from cnervcodec.ratecontrol import target_from_bpp, target_from_kbps
+
+    if kbps is not None:
+        target = target_from_kbps(kbps, clip.n_frames, clip.fps, clip.height, clip.width)
+    else:
+        target = target_from_bpp(bpp if bpp is not None else DEFAULT_BPP, clip.n_frames, clip.height, clip.width)
+    metadata = encode_metadata(Path(input_path).name, "auto", preset, fit_config, CompressionConfig(),
+                               prune_config) | {"rate_target_bytes": target.bytes}
+    torch_device = choose_device(device)
+    progress = None if quiet else ProgressLine("encode")
+    try:
+        with StopFlag() as stop:
+            result = encode_at_rate(clip.frames, clip.fps, target, fit_config, prune_config, torch_device,
+                                    planes=clip.planes, weight_bits=bits, strict=bpp is not None or kbps is not None,
+                                    color=ColorInfo(*clip.color),
+                                    audio=_audio_for(input_path, opts, clip), metadata=metadata,
+                                    progress=(lambda stage, p: progress(p)) if progress else None, should_stop=stop)
+    finally:
+        if progress is not None:
+            progress.close()
+    report, quality, _ = _write_and_score(result.data, output, clip, torch_device, started)
+    video_bpp = result.video_bytes * 8 / (clip.n_frames * clip.height * clip.width)
+    report.update(size="auto", target_bytes=target.bytes, target_bpp=round(target.bpp, 6),
+                  video_bytes=result.video_bytes, video_bpp=round(video_bpp, 6),
+                  off_target=round(result.video_bytes / target.bytes - 1, 4),
+                  network={"widths": list(result.model.widths), "embed_dim": result.model.embedding.dim,
+                           "grid": list(result.model.embedding.grid),
+                           "decoder_params": result.model.decoder_param_count()},
+                  weight_bits=result.compression.weight_bits, embed_bits=result.compression.embed_bits,
+                  fit_seconds=round(result.fit_seconds, 3), train_fps=round(result.train_fps, 1))
+    notes = list(clip.notes) + ([quality.note] if quality.note else [])
+    if bpp is None and kbps is None and report["off_target"] > RATE_TOLERANCE:
+        notes.append(f"the default target ({DEFAULT_BPP} bpp) is below what the smallest network reaches on this "
+                     "clip: it was coded with the smallest network")
+    elif abs(report["off_target"]) > RATE_TOLERANCE:
+        notes.append(f"the video part is {report['off_target']:+.1%} off the target: no bit depth of the chosen "
+                     "network landed within 15 %")
+    emit(report, as_json, lambda r: _format_encode(r, output, notes))
 
 
 def _check_model_options() -> None:
@@ -229,6 +318,11 @@ def _format_encode(r: dict[str, Any], output: Path, notes: list[str]) -> str:
     lines = [
         f"{output}: {r['frames']} frames {r['width']}x{r['height']} at {r['fps']} fps",
         f"  size     {r['bytes']:,} bytes, {r['bpp']:.4f} bpp",
+        *([f"  rate     target {r['target_bytes']:,} bytes ({r['target_bpp']:.4g} bpp), video part "
+           f"{r['video_bytes']:,} bytes ({r['off_target']:+.1%}); network widths "
+           f"{'-'.join(map(str, r['network']['widths']))}, d {r['network']['embed_dim']}, grid "
+           f"{'x'.join(map(str, r['network']['grid']))}, {r['network']['decoder_params']:,} params; "
+           f"{r['weight_bits']}-bit weights, {r['embed_bits']}-bit embeddings"] if "target_bytes" in r else []),
         f"  quality  PSNR {r['psnr']:.2f} dB  PSNR-YUV {r['psnr_yuv']:.2f} dB  MS-SSIM {r['ms_ssim']:.4f} (decoded from the file)",
         f"  time     {r['encode_seconds']:.1f} s",
     ]

@@ -183,11 +183,14 @@ def _open_encoder(spec: _CodecSpec, width: int, height: int, fps: Fraction, opti
     return ctx
 
 
-def _yuv_frames(frames_u8: torch.Tensor):
-    """Fresh yuv420p VideoFrames (pict_type NONE, no source time base) of ``rgb_to_yuv420``'s planes."""
+def _yuv_frames(frames_u8: torch.Tensor, planes=None):
+    """Fresh yuv420p VideoFrames (pict_type NONE, no source time base) of the source's own 4:2:0 ``planes``
+    when given (JVET convention: the anchors code what the source holds), else ``rgb_to_yuv420``'s."""
     height, width = frames_u8.shape[2:]
     for start in range(0, frames_u8.shape[0], CONVERT_BATCH_FRAMES):
-        y, u, v = (p.cpu().numpy() for p in metrics.rgb_to_yuv420(frames_u8[start:start + CONVERT_BATCH_FRAMES]))
+        chunk = slice(start, start + CONVERT_BATCH_FRAMES)
+        source = metrics.rgb_to_yuv420(frames_u8[chunk]) if planes is None else tuple(p[chunk] for p in planes)
+        y, u, v = (p.cpu().numpy() for p in source)
         for k in range(y.shape[0]):
             i420 = np.concatenate([y[k].ravel(), u[k].ravel(), v[k].ravel()]).reshape(height * 3 // 2, width)
             frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
@@ -196,9 +199,9 @@ def _yuv_frames(frames_u8: torch.Tensor):
             yield frame
 
 
-def _encode(ctx, frames_u8: torch.Tensor) -> list:
+def _encode(ctx, frames_u8: torch.Tensor, planes=None) -> list:
     packets = []
-    for frame in _yuv_frames(frames_u8):
+    for frame in _yuv_frames(frames_u8, planes):
         packets += ctx.encode(frame)
     return packets + ctx.encode(None)
 
@@ -288,7 +291,7 @@ def _settings(codec: str, spec: _CodecSpec, options: dict[str, str], library_tex
 
 
 def encode_anchor(frames_u8: torch.Tensor, fps: Fraction, codec: str, *, crf: int | None = None,
-                  qp: int | None = None, preset: str = "medium", threads: int = 1) -> AnchorPoint:
+                  qp: int | None = None, preset: str = "medium", threads: int = 1, planes=None) -> AnchorPoint:
     """Encode RGB frames ``(T, 3, H, W)`` uint8 with ``codec`` ("x264", "x265" or "av1") at one CRF
     or QP, decode the counted packets and return the point (see the module docstring for why
     each setting is what it is)."""
@@ -301,7 +304,7 @@ def encode_anchor(frames_u8: torch.Tensor, fps: Fraction, codec: str, *, crf: in
     n_frames, _, height, width = frames_u8.shape
     options = _encoder_options(codec, _check_preset(codec, preset), rate, threads)
     ctx = _open_encoder(spec, width, height, fps, options)
-    packets = _encode(ctx, frames_u8)
+    packets = _encode(ctx, frames_u8, planes)
     extradata = bytes(ctx.extradata or b"")
     raw_chunks = [bytes(p) for p in packets]
     library_text = _library_text(codec, raw_chunks[0] if raw_chunks else b"", spec, width, height, fps, options)
@@ -319,8 +322,8 @@ def encode_anchor(frames_u8: torch.Tensor, fps: Fraction, codec: str, *, crf: in
     )
 
 
-def _mean_psnr_yuv_db(reference_u8: torch.Tensor, point: AnchorPoint) -> float:
-    return float(metrics.psnr_yuv_db(reference_u8, point.frames_u8).mean())
+def _mean_psnr_yuv_db(reference_u8: torch.Tensor, point: AnchorPoint, planes=None) -> float:
+    return float(metrics.psnr_yuv_db(reference_u8, point.frames_u8, planes=planes).mean())
 
 
 def _below(value: float, bound: float | None) -> bool:
@@ -334,7 +337,7 @@ def _above(value: float, bound: float | None) -> bool:
 def anchor_ladder(frames_u8: torch.Tensor, fps: Fraction, codec: str, *, crfs: list[int] | None = None,
                   preset: str = "medium", cover_psnr_db: tuple[float, float] | None = None,
                   cover_bpp: tuple[float, float] | None = None, max_points: int = 12,
-                  threads: int = 1) -> list[AnchorPoint]:
+                  threads: int = 1, planes=None) -> list[AnchorPoint]:
     """Anchors at several CRFs, sorted by rate.
 
     Defaults are x264/x265 CRF 22, 27, 32, 37 (the notes' table) and SVT-AV1 27..63 (see
@@ -353,12 +356,12 @@ def anchor_ladder(frames_u8: torch.Tensor, fps: Fraction, codec: str, *, crfs: l
             raise BadInputError(f"bad {name} range {bounds}: give (low, high) with low <= high")
     cover_psnr_db = cover_psnr_db or (None, None)
     cover_bpp = cover_bpp or (None, None)
-    points = {crf: encode_anchor(frames_u8, fps, codec, crf=crf, preset=preset, threads=threads) for crf in ladder}
+    points = {crf: encode_anchor(frames_u8, fps, codec, crf=crf, preset=preset, threads=threads, planes=planes) for crf in ladder}
     psnr_db: dict[int, float] = {}  # per CRF, measured once: the ends are asked about again each round
     while len(points) < max_points:
         low, high = min(points), max(points)
         for crf in (low, high):
-            psnr_db.setdefault(crf, _mean_psnr_yuv_db(frames_u8, points[crf]))
+            psnr_db.setdefault(crf, _mean_psnr_yuv_db(frames_u8, points[crf], planes))
         need_higher = low > spec.min_crf and (
             _below(psnr_db[low], cover_psnr_db[1]) or _below(points[low].bpp, cover_bpp[1]))
         need_lower = high < spec.max_crf and (
@@ -368,7 +371,7 @@ def anchor_ladder(frames_u8: torch.Tensor, fps: Fraction, codec: str, *, crfs: l
         for crf in ([max(spec.min_crf, low - CRF_STEP)] if need_higher else []) + \
                    ([min(spec.max_crf, high + CRF_STEP)] if need_lower else []):
             if len(points) < max_points:
-                points[crf] = encode_anchor(frames_u8, fps, codec, crf=crf, preset=preset, threads=threads)
+                points[crf] = encode_anchor(frames_u8, fps, codec, crf=crf, preset=preset, threads=threads, planes=planes)
     return sorted(points.values(), key=lambda point: point.n_bytes)
 
 

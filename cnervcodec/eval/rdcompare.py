@@ -27,14 +27,16 @@ import numpy as np
 import torch
 
 from cnervcodec import __version__, metrics
-from cnervcodec.codec import code_fit, decode, encode_metadata
+from cnervcodec.codec import code_fit, decode, encode_at_rate, encode_metadata
 from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig, PruneConfig
 from cnervcodec.errors import BadInputError
 from cnervcodec.eval import anchors, bdrate
-from cnervcodec.fit import FitProgress, fit
+from cnervcodec.fit import FitProgress, Planes, fit
 from cnervcodec.prune import prune_fit
+from cnervcodec.ratecontrol import target_from_bpp
 
 DEFAULT_BITS_LADDER = (8, 6, 5, 4)
+DEFAULT_BPP_LADDER = (0.02, 0.04, 0.08, 0.16)  # spans x264/x265 medium on QCIF test clips (0.01 .. 0.3 bpp)
 DEFAULT_PRUNE_LADDER = (0.0, 0.2, 0.4)
 MAX_ANCHOR_POINTS = 12
 BD_METRIC = "psnr_yuv"  # the PSNR BD-rate and BD-PSNR are computed on (JVET CTC: YUV 6:1:1)
@@ -69,6 +71,8 @@ class RdSettings:
     prune_ladder: tuple[float, ...] = DEFAULT_PRUNE_LADDER
     embed_bits: int = 6
     prune_epochs: int = 10
+    # Rate control: one fit per target bpp (a network sized for each); None: one fit, the bits x prune ladder.
+    bpp_ladder: tuple[float, ...] | None = DEFAULT_BPP_LADDER
 
     def __post_init__(self) -> None:
         self.validate()
@@ -83,7 +87,10 @@ class RdSettings:
             raise BadInputError(f"--points must be 2..16, got {self.points}")
         if self.method not in bdrate.METHODS:
             raise BadInputError(f"unknown BD method {self.method!r}: use {', '.join(bdrate.METHODS)}")
-        if len(self.bits_ladder) * len(self.prune_ladder) < self.points:
+        if self.bpp_ladder is not None:
+            if len(self.bpp_ladder) < 2 or any(not 0 < b < 100 for b in self.bpp_ladder):
+                raise BadInputError(f"--bpp-ladder needs at least 2 rates in (0, 100) bpp, got {self.bpp_ladder}")
+        elif len(self.bits_ladder) * len(self.prune_ladder) < self.points:
             raise BadInputError(f"the bits x prune ladders give {len(self.bits_ladder) * len(self.prune_ladder)} "
                                 f"settings, fewer than --points {self.points}: add bit depths or prune levels")
         for prune in self.prune_ladder:
@@ -102,10 +109,40 @@ Keep = Callable[[str, bytes], None]  # (file name, bytes): ``--keep DIR`` saves 
 STREAM_SUFFIX = {"x264": ".264", "x265": ".265", "av1": ".obu"}
 
 
-def _quality_point(reference_u8: torch.Tensor, decoded_u8: torch.Tensor, n_bytes: int) -> dict[str, Any]:
-    """Rate and distortion of one decoded version of the clip, by the shared definitions."""
+def _quality_point(reference_u8: torch.Tensor, decoded_u8: torch.Tensor, n_bytes: int,
+                   planes: Planes | None = None) -> dict[str, Any]:
+    """Rate and distortion of one decoded version of the clip, by the shared definitions (YUV-PSNR
+    against the source's own 4:2:0 ``planes`` when it has them)."""
     height, width = reference_u8.shape[2:]
-    return metrics.rate_point(metrics.quality_report(reference_u8, decoded_u8), n_bytes, height, width)
+    return metrics.rate_point(metrics.quality_report(reference_u8, decoded_u8, planes=planes), n_bytes, height, width)
+
+
+def cnerv_rate_points(frames_u8: torch.Tensor, fps: Fraction, planes: Planes | None, fit_config: FitConfig,
+                      rd: RdSettings, device: torch.device, source_name: str, preset: str, log: Log,
+                      keep: Keep | None = None, progress: Callable[[FitProgress], None] | None = None,
+                      should_stop: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
+    """One rate-controlled encode per target of ``rd.bpp_ladder``, each scored from its file."""
+    n_frames, _, height, width = frames_u8.shape
+    points = []
+    for bpp in sorted(rd.bpp_ladder or ()):
+        target = target_from_bpp(bpp, n_frames, height, width)
+        meta = encode_metadata(source_name, "auto", preset, fit_config, CompressionConfig(), PruneConfig())
+        result = encode_at_rate(frames_u8, fps, target, fit_config, PruneConfig(), device, planes=planes,
+                                metadata=meta | {"rate_target_bytes": target.bytes},
+                                progress=(lambda _, p: progress(p)) if progress else None, should_stop=should_stop)
+        if keep is not None:
+            keep(f"cnerv_bpp{bpp:g}.cnrv", result.data)
+        point = _quality_point(frames_u8, decode(result.data, device=device), len(result.data), planes)
+        point |= {"target_bpp": bpp, "off_target": round(len(result.data) / target.bytes - 1, 4),
+                  "widths": list(result.model.widths), "embed_dim": result.model.embedding.dim,
+                  "grid": list(result.model.embedding.grid), "decoder_params": result.model.decoder_param_count(),
+                  "bits": result.compression.weight_bits, "embed_bits": result.compression.embed_bits,
+                  "fit_seconds": round(result.fit_seconds, 3), "train_fps": round(result.train_fps, 1)}
+        log(f"cnerv --bpp {bpp:g}: {point['bpp']:.4f} bpp ({point['off_target']:+.1%}), PSNR-YUV "
+            f"{point['psnr_yuv']:.2f} dB, {point['decoder_params']:,} params, {point['bits']}/{point['embed_bits']} bits, "
+            f"fit {point['fit_seconds']:.0f} s ({point['train_fps']:.0f} frames/s)")
+        points.append(point)
+    return points
 
 
 # ----------------------------------------------------------------------------------- CNeRV curve
@@ -113,7 +150,7 @@ def _quality_point(reference_u8: torch.Tensor, decoded_u8: torch.Tensor, n_bytes
 
 def cnerv_candidates(frames_u8: torch.Tensor, fps: Fraction, fitted, rd: RdSettings, device: torch.device,
                      source_name: str, size: str, preset: str, log: Log,
-                     keep: Keep | None = None) -> list[dict[str, Any]]:
+                     keep: Keep | None = None, planes: Planes | None = None) -> list[dict[str, Any]]:
     """Every bits x prune setting of one fit, each scored from the file it would write."""
     points = []
     for prune in sorted(rd.prune_ladder):
@@ -127,7 +164,7 @@ def cnerv_candidates(frames_u8: torch.Tensor, fps: Fraction, fitted, rd: RdSetti
             data = code_fit(source, fps, compression, metadata=meta)
             if keep is not None:
                 keep(f"cnerv_bits{bits}_prune{prune:g}.cnrv", data)
-            point = _quality_point(frames_u8, decode(data, device=device), len(data))
+            point = _quality_point(frames_u8, decode(data, device=device), len(data), planes)
             point |= {"bits": bits, "embed_bits": rd.embed_bits, "prune": prune,
                       "prune_seconds": round(prune_seconds, 3)}
             log(f"cnerv bits {bits} prune {prune:g}: {point['bpp']:.4f} bpp, "
@@ -162,19 +199,19 @@ def spread(points: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]
 
 
 def _anchor_curve(frames_u8: torch.Tensor, fps: Fraction, codec: str, cnerv_points: list[dict[str, Any]],
-                  rd: RdSettings, log: Log, keep: Keep | None = None) -> dict[str, Any]:
+                  rd: RdSettings, log: Log, keep: Keep | None = None, planes: Planes | None = None) -> dict[str, Any]:
     """One anchor's ladder, covering the CNeRV curve's YUV-PSNR and rate ranges, scored like CNeRV."""
     psnrs = [p["psnr_yuv"] for p in cnerv_points]
     rates = [p["bpp"] for p in cnerv_points]
     ladder = anchors.anchor_ladder(
         frames_u8, fps, codec, crfs=list(rd.anchor_crfs) if rd.anchor_crfs else None, preset=rd.anchor_preset,
         cover_psnr_db=(min(psnrs), max(psnrs)), cover_bpp=(min(rates), max(rates)),
-        max_points=MAX_ANCHOR_POINTS, threads=rd.anchor_threads)
+        max_points=MAX_ANCHOR_POINTS, threads=rd.anchor_threads, planes=planes)
     points, dropped = [], []
     for anchor in ladder:
         if keep is not None:
             keep(f"{codec}_crf{anchor.crf}{STREAM_SUFFIX[codec]}", anchor.bitstream)
-        point = _quality_point(frames_u8, anchor.frames_u8, anchor.n_bytes) | {"crf": anchor.crf}
+        point = _quality_point(frames_u8, anchor.frames_u8, anchor.n_bytes, planes) | {"crf": anchor.crf}
         if not all(math.isfinite(point[k]) for k in ("psnr", "psnr_yuv", "ms_ssim")):
             dropped.append(anchor.crf)  # lossless (CRF 0): infinite PSNR has no place on a BD curve
             continue
@@ -264,15 +301,27 @@ def bd_against(anchor_pts: list[dict[str, Any]], cnerv_pts: list[dict[str, Any]]
 
 def run(frames_u8: torch.Tensor, fps: Fraction, model: ModelConfig, fit_config: FitConfig, rd: RdSettings,
         device: torch.device, *, source_name: str, size: str, preset: str, log: Log = lambda _: None,
-        keep: Keep | None = None,
+        keep: Keep | None = None, planes: Planes | None = None,
         progress: Callable[[FitProgress], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
-    """Fit once, build the CNeRV curve, the anchors around it, and every BD metric: one JSON-ready dict."""
+    """The CNeRV curve (one rate-controlled fit per ``rd.bpp_ladder`` target, or, without a ladder, one
+    fit of ``model`` coded at the bits x prune ladder), the anchors around it, and every BD metric:
+    one JSON-ready dict. ``planes``: the source's own 4:2:0 planes, what YUV-PSNR is measured on and
+    what the anchors encode."""
     started = time.monotonic()
-    fitted = fit(frames_u8, model, fit_config, device, progress=progress, should_stop=should_stop)
-    log(f"fit: {fitted.fit_seconds:.1f} s, {fitted.train_fps:.1f} frames/s")
-    candidates = cnerv_candidates(frames_u8, fps, fitted, rd, device, source_name, size, preset, log, keep)
-    curve = spread(pareto(candidates), rd.points)
+    fit_seconds = 0.0
+    if rd.bpp_ladder is not None:
+        size = "auto"
+        candidates = cnerv_rate_points(frames_u8, fps, planes, fit_config, rd, device, source_name, preset, log,
+                                       keep, progress, should_stop)
+        fit_seconds = sum(p["fit_seconds"] for p in candidates)
+        curve = pareto(candidates)
+    else:
+        fitted = fit(frames_u8, model, fit_config, device, progress=progress, should_stop=should_stop, planes=planes)
+        fit_seconds = fitted.fit_seconds
+        log(f"fit: {fitted.fit_seconds:.1f} s, {fitted.train_fps:.1f} frames/s")
+        candidates = cnerv_candidates(frames_u8, fps, fitted, rd, device, source_name, size, preset, log, keep, planes)
+        curve = spread(pareto(candidates), rd.points)
     if len(curve) < 2:
         raise BadInputError("the CNeRV ladder gave fewer than 2 points that improve with rate: add bit depths "
                             "(--bits-ladder) or prune levels (--prune-ladder), or fit longer (--preset)")
@@ -283,12 +332,14 @@ def run(frames_u8: torch.Tensor, fps: Fraction, model: ModelConfig, fit_config: 
         "cnerv": {"points": curve, "candidates": candidates, "settings": {
             "encoder": f"cnervcodec {__version__}", "size": size, "preset": preset, "fit": fit_config.to_dict(),
             "embed_bits": rd.embed_bits, "bits_ladder": list(rd.bits_ladder), "prune_ladder": list(rd.prune_ladder),
-            "prune_epochs": rd.prune_epochs, "device": str(device), "fit_seconds": round(fitted.fit_seconds, 3),
+            "bpp_ladder": list(rd.bpp_ladder) if rd.bpp_ladder is not None else None,
+            "reference": "source 4:2:0 planes" if planes is not None else "RGB -> BT.601 4:2:0",
+            "prune_epochs": rd.prune_epochs, "device": str(device), "fit_seconds": round(fit_seconds, 3),
             "seconds": round(cnerv_seconds, 3), "audio": "not included (video only, like the anchors)"}},
     }
     for codec in rd.anchors:
         anchor_started = time.monotonic()
-        curve_report = _anchor_curve(frames_u8, fps, codec, curve, rd, log, keep)
+        curve_report = _anchor_curve(frames_u8, fps, codec, curve, rd, log, keep, planes)
         curve_report["settings"]["seconds"] = round(time.monotonic() - anchor_started, 3)
         report[codec] = bd_against(curve_report["points"], curve, rd.method) | curve_report
     report["method"] = rd.method

@@ -1,0 +1,143 @@
+"""Rate control: a network sized for the rate, then the bit depths that land the file on it.
+
+``cnerv encode --bpp B`` (or ``--kbps R``) turns the target into bytes for the video part of the file
+(model, embeddings, headers; audio is extra), then
+
+1. ``solve`` picks a network of the size family (``family_config``: one width ``c`` sets the decoder
+   widths, the embedding length ``d`` and, with a fine grid of blocks of at most ``FAMILY_BLOCK_PX``,
+   the per-frame code), the largest whose predicted file at the nominal bit depths fits the target.
+   The prediction (``predicted_bytes``) is a table of coded bits per decoder weight and per embedding
+   value at each bit depth, measured on real files (``benchmarks/rate_calibration.py``, table below);
+2. after the fit, ``choose_coding`` codes the network at every bit-depth pair near the nominal one,
+   keeps the files within ``RATE_TOLERANCE`` of the target, decodes them and keeps the best YUV-PSNR
+   (the closest file when none lands in the window). The rate is measured on the written bytes, so a
+   clip whose weights code better or worse than the table says still lands on target.
+
+This module chooses; ``codec`` writes. The family and the table are plain data so that a test and
+the docs can state them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from cnervcodec.config import CompressionConfig, EmbeddingConfig, ModelConfig
+from cnervcodec.errors import BadInputError
+
+FAMILY_BLOCK_PX = 64  # embedding blocks of at most this many pixels a side (176x144: a 3x3 grid)
+FAMILY_WIDTH_RATIOS = (1.0, 1.0, 0.75, 0.75, 0.5)  # C0 .. C4 as fractions of c
+FAMILY_EMBED_RATIO = 0.75  # d = 0.75 c values per block
+MIN_FAMILY_WIDTH = 4
+MAX_FAMILY_WIDTH = 512
+RATE_TOLERANCE = 0.15  # the written video part must land within 15 % of the target
+SEARCH_TOLERANCE = 0.12  # what the bit search aims for, inside the promise
+
+DEFAULT_BPP = 0.1  # ``cnerv encode`` without --size, --bpp or --kbps (docs/method.md: why)
+RATE_LR = 5e-3  # small networks fit better at a higher peak lr (measured: +0.7 dB over 2e-3 at c = 16)
+
+NOMINAL_WEIGHT_BITS = 6
+NOMINAL_EMBED_BITS = 5
+WEIGHT_BITS_SEARCH = (4, 5, 6, 7, 8)
+EMBED_BITS_SEARCH = (3, 4, 5, 6, 7)
+
+# Coded bits per value at each bit depth (eq. 4 quantization, then the categorical ANS coder), measured
+# on real files: carphone 120 frames, family widths c = 12..48, fitted 100-300 epochs with yuv-mse
+# (benchmarks/rate_calibration.py, benchmarks/results/rate_calibration_cpu.md). Record headers,
+# ranges and symbol counts are included; weights code below their bit depth because fitted weights
+# are peaked around zero.
+WEIGHT_CODED_BITS = {4: 3.05, 5: 3.95, 6: 4.9, 7: 5.9, 8: 6.9}
+EMBED_CODED_BITS = {3: 2.6, 4: 3.55, 5: 4.55, 6: 5.55, 7: 6.55}
+HEADER_BYTES = 700  # chunk framing, HEAD and the meta chunk's JSON
+
+
+@dataclass(frozen=True)
+class RateTarget:
+    """The video part's target size: bytes, and the bpp that is over the clip's frames and size."""
+
+    bytes: int
+    bpp: float
+
+
+def target_from_bpp(bpp: float, n_frames: int, height: int, width: int) -> RateTarget:
+    if not math.isfinite(bpp) or bpp <= 0:
+        raise BadInputError(f"--bpp must be a positive number, got {bpp}")
+    n_bytes = round(bpp * n_frames * height * width / 8)
+    return RateTarget(bytes=n_bytes, bpp=bpp)
+
+
+def target_from_kbps(kbps: float, n_frames: int, fps: Fraction, height: int, width: int) -> RateTarget:
+    """``--kbps R``: R kilobits (1000 bits) per second over the clip's duration, n_frames / fps."""
+    if not math.isfinite(kbps) or kbps <= 0:
+        raise BadInputError(f"--kbps must be a positive number, got {kbps}")
+    n_bytes = round(kbps * 1000 / 8 * n_frames / float(fps))
+    return RateTarget(bytes=n_bytes, bpp=n_bytes * 8 / (n_frames * height * width))
+
+
+def family_grid(height: int, width: int) -> tuple[int, int]:
+    """Blocks of at most ``FAMILY_BLOCK_PX`` a side: capacity in the per-frame code, not in a dense stem."""
+    return max(1, -(-height // FAMILY_BLOCK_PX)), max(1, -(-width // FAMILY_BLOCK_PX))
+
+
+def family_config(c: int, height: int, width: int) -> ModelConfig:
+    """The family's network of width ``c`` for ``height`` x ``width`` frames."""
+    if not MIN_FAMILY_WIDTH <= c <= MAX_FAMILY_WIDTH:
+        raise BadInputError(f"family width must be in [{MIN_FAMILY_WIDTH}, {MAX_FAMILY_WIDTH}], got {c}")
+    widths = tuple(max(MIN_FAMILY_WIDTH, round(c * r)) for r in FAMILY_WIDTH_RATIOS)
+    dim = max(MIN_FAMILY_WIDTH, round(c * FAMILY_EMBED_RATIO))
+    embedding = EmbeddingConfig(grid=family_grid(height, width), dim=dim)
+    return ModelConfig(arch="cnerv", height=height, width=width, embedding=embedding, widths=widths)
+
+
+def predicted_bytes(model: ModelConfig, n_frames: int, weight_bits: int, embed_bits: int) -> float:
+    """The file size the calibration table predicts for ``model`` coded at these bit depths."""
+    weight_bits_coded = _table(WEIGHT_CODED_BITS, weight_bits)
+    embed_bits_coded = _table(EMBED_CODED_BITS, embed_bits)
+    values = n_frames * model.embedding.values_per_frame
+    return HEADER_BYTES + (model.decoder_param_count() * weight_bits_coded + values * embed_bits_coded) / 8
+
+
+def _table(table: dict[int, float], bits: int) -> float:
+    """A table entry, extrapolated by one coded bit per bit outside the measured depths."""
+    if bits in table:
+        return table[bits]
+    edge = min(table) if bits < min(table) else max(table)
+    return max(0.05, table[edge] + (bits - edge))
+
+
+def solve(target: RateTarget, n_frames: int, height: int, width: int, *, weight_bits: int | None = None,
+          strict: bool = True) -> ModelConfig:
+    """The widest family network whose predicted file at the nominal bit depths (``weight_bits`` when
+    pinned) fits ``target``; a target too small for the smallest network is refused when ``strict``
+    (a rate the user asked for), else served by the smallest network (the default operating point on
+    a clip too short or small for it)."""
+    bits = weight_bits or NOMINAL_WEIGHT_BITS
+    best = None
+    for c in range(MIN_FAMILY_WIDTH, MAX_FAMILY_WIDTH + 1):
+        model = family_config(c, height, width)
+        if predicted_bytes(model, n_frames, bits, NOMINAL_EMBED_BITS) > target.bytes:
+            break
+        best = model
+    if best is None:
+        smallest = family_config(MIN_FAMILY_WIDTH, height, width)
+        floor = min(predicted_bytes(smallest, n_frames, b, e) for b in WEIGHT_BITS_SEARCH for e in EMBED_BITS_SEARCH)
+        bpp_floor = floor * 8 / (n_frames * height * width)
+        if strict and target.bytes < floor * (1 - RATE_TOLERANCE):
+            raise BadInputError(f"--bpp {target.bpp:.4g} is below what the smallest network can reach on this clip "
+                                f"(about {bpp_floor:.4g} bpp): ask for more, or code fewer frames or a smaller --scale")
+        best = smallest
+    return best
+
+
+def coding_candidates(weight_bits: int | None) -> list[CompressionConfig]:
+    """The codings the post-fit search tries: every weight depth (unless pinned) x embedding depth, each
+    with one quantization range per tensor and per slice (weights per output channel, embeddings per
+    value: eq. 4's ranges cost 8 bytes each but fit peaked slices better at few bits)."""
+    weights = (weight_bits,) if weight_bits else WEIGHT_BITS_SEARCH
+    return [CompressionConfig(weight_bits=w, embed_bits=e, weight_axis=wa, embed_axis=ea)
+            for w in weights for e in EMBED_BITS_SEARCH for wa in (-1, 0) for ea in (-1, 1)]
+
+
+def in_window(n_bytes: int, target: RateTarget, tolerance: float = SEARCH_TOLERANCE) -> bool:
+    return abs(n_bytes - target.bytes) <= tolerance * target.bytes
