@@ -356,11 +356,11 @@ def test_bd_rate_plot_is_a_png(rd_run):
 
 
 def test_cnerv_point_is_the_file_cnerv_encode_writes(rd_run, clip, tmp_path):
-    """Same clip, seed, preset and epochs: ``cnerv encode --bits 8`` writes exactly the 8-bit point's bytes."""
+    """Same clip, seed, preset and epochs: ``cnerv encode --size S --bits 8`` writes exactly the 8-bit point's bytes."""
     _, out_json, _ = rd_run
     candidate = next(c for c in json.loads(out_json.read_text())["cnerv"]["candidates"] if c["bits"] == 8)
     cnrv = tmp_path / "x.cnrv"
-    out = cnerv("encode", str(clip), "-o", str(cnrv), "--epochs", E2E_EPOCHS, "--bits", "8", "--prune", "0",
+    out = cnerv("encode", str(clip), "-o", str(cnrv), "--size", "S", "--epochs", E2E_EPOCHS, "--bits", "8", "--prune", "0",
                 "--device", "cpu", "-y", "--json", "-q")
     assert out.returncode == 0, out.stderr
     encoded = json.loads(out.stdout)
@@ -389,3 +389,17 @@ def test_keep_refuses_a_non_empty_folder_without_overwrite(tmp_path):
     keep("x264_crf27.264", b"\x00\x00\x00\x01")
     assert (folder / "x264_crf27.264").read_bytes() == b"\x00\x00\x00\x01"
     assert (folder / "old.264").read_bytes() == b"x"
+
+
+def test_bd_rate_bpp_ladder_is_one_rate_controlled_fit_per_rate(clip, tmp_path):
+    """The default comparison: each CNeRV point is a `cnerv encode --bpp B` file landing near B."""
+    out_json = tmp_path / "ladder.json"
+    out = cnerv("bd-rate", str(clip), "--epochs", "3", "--bpp-ladder", "4,8", "--anchors", "x264",
+                "--device", "cpu", "--out", str(out_json), "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out_json.read_text())
+    points = report["cnerv"]["candidates"]
+    assert [p["target_bpp"] for p in points] == [4.0, 8.0]
+    assert all(abs(p["bpp"] / p["target_bpp"] - 1) <= 0.15 for p in points)
+    assert points[0]["decoder_params"] < points[1]["decoder_params"]  # a network sized for each rate
+    assert report["cnerv"]["settings"]["size"] == "auto" and report["cnerv"]["settings"]["bpp_ladder"] == [4.0, 8.0]

@@ -156,7 +156,7 @@ def encoded(tmp_path_factory):
 def test_encode_reports_seen_and_unseen(encoded):
     path, report = encoded
     assert {"frames", "width", "height", "fps", "bytes", "bpp", "psnr", "psnr_yuv", "ms_ssim",
-            "encode_seconds", "fit_every", "seen", "unseen", "fit_seconds"} == set(report)
+            "encode_seconds", "fit_every", "seen", "unseen", "fit_seconds"} <= set(report)
     assert report["fit_every"] == 2 and report["frames"] == 6 and report["bytes"] == path.stat().st_size
     assert report["seen"]["frames"] == 3 and report["unseen"]["frames"] == 3
     for part in ("seen", "unseen"):

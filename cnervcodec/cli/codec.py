@@ -242,7 +242,9 @@ def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit
     finally:
         if progress is not None:
             progress.close()
-    report, quality, _ = _write_and_score(result.data, output, clip, torch_device, started)
+    report, quality, decoded = _write_and_score(result.data, output, clip, torch_device, started)
+    if fit_config.fit_every > 1:
+        report.update(_seen_unseen_quality(clip.frames, decoded, fit_config))
     video_bpp = result.video_bytes * 8 / (clip.n_frames * clip.height * clip.width)
     report.update(size="auto", target_bytes=target.bytes, target_bpp=round(target.bpp, 6),
                   video_bytes=result.video_bytes, video_bpp=round(video_bpp, 6),

@@ -72,7 +72,7 @@ class RdSettings:
     embed_bits: int = 6
     prune_epochs: int = 10
     # Rate control: one fit per target bpp (a network sized for each); None: one fit, the bits x prune ladder.
-    bpp_ladder: tuple[float, ...] | None = DEFAULT_BPP_LADDER
+    bpp_ladder: tuple[float, ...] | None = None  # cnerv bd-rate's default: DEFAULT_BPP_LADDER
 
     def __post_init__(self) -> None:
         self.validate()
