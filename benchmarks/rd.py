@@ -29,7 +29,14 @@ import torch
 
 from cnervcodec import __version__
 from cnervcodec.config import PRESETS, FitConfig, build_model_config
-from cnervcodec.eval.rdcompare import RdSettings, bd_against, plot_curves, run
+from cnervcodec.eval.rdcompare import (
+    DEFAULT_BPP_LADDER,
+    RdSettings,
+    bd_against,
+    plot_curves,
+    run,
+)
+from cnervcodec.ratecontrol import RATE_LR
 from cnervcodec.video_io import FrameSelection, RawVideoSpec, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +128,10 @@ def main() -> None:
     parser.add_argument("--clips-dir", type=Path, default=ROOT.parent / "shared" / "clips")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--full", action="store_true", help="every frame at full size [default on CUDA]")
-    parser.add_argument("--size", default="S")
+    parser.add_argument("--size", default=None, choices=["S", "M", "L"],
+                        help="one fit of a named size, bits x prune ladder (the old table) instead of rate control")
+    parser.add_argument("--bpp-ladder", type=float, nargs="+", default=list(DEFAULT_BPP_LADDER),
+                        help="rate-controlled encodes, one fit per rate [default: %(default)s]")
     parser.add_argument("--preset", default="medium", choices=list(PRESETS))
     parser.add_argument("--anchors", nargs="+", default=["x264", "x265"])
     parser.add_argument("--anchor-preset", default="medium")
@@ -139,14 +149,20 @@ def main() -> None:
                           else "cpu")
     full = args.full or device.type == "cuda"
     recipe = PRESETS[args.preset]
+    ladder = None if args.size else tuple(args.bpp_ladder)
     rd = RdSettings(anchors=tuple(args.anchors), points=args.points, anchor_preset=args.anchor_preset,
-                    prune_epochs=recipe.prune_epochs)
+                    prune_epochs=recipe.prune_epochs, bpp_ladder=ladder)
+    fit_config = (FitConfig(epochs=recipe.epochs) if ladder is None else
+                  FitConfig(epochs=recipe.epochs, lr=RATE_LR, loss="yuv-mse"))
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     rows, started = [], time.monotonic()
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    title = (f"CNeRV {args.size} ({args.preset}: {recipe.epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
-             f"{'/'.join(map(str, rd.bits_ladder))}, prune {'/'.join(f'{p:g}' for p in rd.prune_ladder)}, embed "
-             f"{rd.embed_bits} bits, best {rd.points} points) vs x264/x265 ({args.anchor_preset}, tune psnr, "
+    cnerv_text = (f"rate control at {'/'.join(f'{b:g}' for b in ladder)} bpp, one fit each ({args.preset}: "
+                  f"{recipe.epochs} epochs, yuv-mse)" if ladder else
+                  f"{args.size} ({args.preset}: {recipe.epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
+                  f"{'/'.join(map(str, rd.bits_ladder))}, prune {'/'.join(f'{p:g}' for p in rd.prune_ladder)}, embed "
+                  f"{rd.embed_bits} bits, best {rd.points} points)")
+    title = (f"CNeRV {cnerv_text} vs x264/x265 ({args.anchor_preset}, tune psnr, "
              f"1 thread, CRF ladder covering CNeRV's range), BD {rd.method} on YUV-PSNR 6:1:1; "
              f"{'full clips' if full else 'clips cut and downscaled for the CPU (frames x W x H)'}; "
              f"{describe(device)}, torch {torch.__version__}, PyAV {av.__version__}, cnervcodec {__version__}; "
@@ -154,9 +170,9 @@ def main() -> None:
     for name in args.clips:
         clip = read_clip(args.clips_dir, name, full)
         log(f"== {name}: {clip.n_frames} frames {clip.width}x{clip.height}")
-        model = build_model_config("cnerv", args.size, clip.height, clip.width)
-        report = run(clip.frames, clip.fps, model, FitConfig(epochs=recipe.epochs), rd, device,
-                     source_name=CLIPS[name][0], size=args.size, preset=args.preset, log=log)
+        model = build_model_config("cnerv", args.size or "S", clip.height, clip.width)
+        report = run(clip.frames, clip.fps, model, fit_config, rd, device, planes=clip.planes,
+                     source_name=CLIPS[name][0], size=args.size or "auto", preset=args.preset, log=log)
         report["machine"] = describe(device)
         report["table_title"] = title
         (args.results_dir / f"rd_{name}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
@@ -164,7 +180,7 @@ def main() -> None:
             from cnervcodec.eval.rdplot import plot_rd
 
             plot_rd(plot_curves(report, rd.anchors), args.results_dir / f"rd_{name}.png",
-                    title=f"{name}: {clip.n_frames} frames {clip.width}x{clip.height}, CNeRV {args.size} "
+                    title=f"{name}: {clip.n_frames} frames {clip.width}x{clip.height}, CNeRV {args.size or 'auto'} "
                           f"{args.preset} on {describe(device)}")
         except Exception as error:  # the plot is a convenience; the JSON and the table are the result
             log(f"no plot for {name}: {error}")
