@@ -36,7 +36,7 @@ from cnervcodec.eval.rdcompare import (
     plot_curves,
     run,
 )
-from cnervcodec.ratecontrol import RATE_LR
+from cnervcodec.ratecontrol import RATE_LOSS, RATE_LR
 from cnervcodec.video_io import FrameSelection, RawVideoSpec, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,12 +153,12 @@ def main() -> None:
     rd = RdSettings(anchors=tuple(args.anchors), points=args.points, anchor_preset=args.anchor_preset,
                     prune_epochs=recipe.prune_epochs, bpp_ladder=ladder)
     fit_config = (FitConfig(epochs=recipe.epochs) if ladder is None else
-                  FitConfig(epochs=recipe.epochs, lr=RATE_LR, loss="yuv-mse"))
+                  FitConfig(epochs=recipe.epochs, lr=RATE_LR, loss=RATE_LOSS))
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     rows, started = [], time.monotonic()
     args.results_dir.mkdir(parents=True, exist_ok=True)
     cnerv_text = (f"rate control at {'/'.join(f'{b:g}' for b in ladder)} bpp, one fit each ({args.preset}: "
-                  f"{recipe.epochs} epochs, yuv-mse)" if ladder else
+                  f"{recipe.epochs} epochs, {RATE_LOSS})" if ladder else
                   f"{args.size} ({args.preset}: {recipe.epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
                   f"{'/'.join(map(str, rd.bits_ladder))}, prune {'/'.join(f'{p:g}' for p in rd.prune_ladder)}, embed "
                   f"{rd.embed_bits} bits, best {rd.points} points)")

@@ -29,6 +29,10 @@ from cnervcodec.metrics import rgb_to_yuv420
 from cnervcodec.model import VideoNetwork
 from cnervcodec.safetensors_files import load_checkpoint, save_checkpoint
 
+# yuv-mse sees chroma only through 2x2 means, so an RGB output may put any chroma pattern inside a
+# block that averages right: invisible to YUV-PSNR, and a checkerboard in RGB (.y4m, PNG) outputs.
+# A small RGB MSE term pins the within-block detail (measured: losses.py, docs/method.md).
+RGB_ANCHOR_WEIGHT = 1.0
 Planes = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # uint8 Y (T, H, W), U and V (T, ceil(H/2), ceil(W/2))
 
 
@@ -269,6 +273,8 @@ class _Trainer:
             target_y = self.planes[0][indices].float().div_(255.0)
             target_uv = self.planes[1][indices].float().div_(255.0)
             loss, luma = yuv_mse_loss(pred, target_y, target_uv)
+            target = self.frames[indices].float().div_(255.0).contiguous(memory_format=torch.channels_last)
+            loss = loss + RGB_ANCHOR_WEIGHT * (pred - target).square().mean()
             return loss, (luma.detach() - target_y).square().mean(dim=(1, 2))
         target = self.frames[indices].float().div_(255.0).contiguous(memory_format=torch.channels_last)
         if self.config.loss == "mse":

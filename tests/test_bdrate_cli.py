@@ -394,7 +394,7 @@ def test_keep_refuses_a_non_empty_folder_without_overwrite(tmp_path):
 def test_bd_rate_bpp_ladder_is_one_rate_controlled_fit_per_rate(clip, tmp_path):
     """The default comparison: each CNeRV point is a `cnerv encode --bpp B` file landing near B."""
     out_json = tmp_path / "ladder.json"
-    out = cnerv("bd-rate", str(clip), "--epochs", "3", "--bpp-ladder", "4,8", "--anchors", "x264",
+    out = cnerv("bd-rate", str(clip), "--epochs", "40", "--bpp-ladder", "4,8", "--anchors", "x264",
                 "--device", "cpu", "--out", str(out_json), "--json", "-q")
     assert out.returncode == 0, out.stderr
     report = json.loads(out_json.read_text())

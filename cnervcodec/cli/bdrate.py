@@ -26,7 +26,7 @@ from cnervcodec.cli.common import (
 )
 from cnervcodec.config import PRESETS, SIZES, FitConfig, build_model_config, parse_grid
 from cnervcodec.errors import BadInputError
-from cnervcodec.ratecontrol import RATE_LR
+from cnervcodec.ratecontrol import RATE_LOSS, RATE_LR
 
 EPILOG = """\b
 Examples:
@@ -224,7 +224,7 @@ def _run_input(input_path: str, rd, fit_options: CnervFitOptions, outputs: RunOu
     model = build_model_config("cnerv", o.size, clip.height, clip.width, grid=parse_grid(o.grid, clip.height, clip.width))
     epochs = o.epochs or PRESETS[o.preset].epochs
     fit_config = (FitConfig(epochs=epochs, seed=o.seed) if rd.bpp_ladder is None else
-                  FitConfig(epochs=epochs, seed=o.seed, lr=RATE_LR, loss="yuv-mse"))
+                  FitConfig(epochs=epochs, seed=o.seed, lr=RATE_LR, loss=RATE_LOSS))
     log = (lambda text: None) if outputs.quiet else (lambda text: click.echo(text, err=True))
     progress = None if outputs.quiet else ProgressLine("fit")
     started = time.monotonic()
