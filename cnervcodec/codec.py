@@ -319,17 +319,16 @@ def encode_at_rate(frames_u8: torch.Tensor, fps: Fraction, target: RateTarget, f
     pruned = prune_fit(frames_u8, fitted, prune, device,
                        progress=(lambda p: progress("prune", p)) if progress else None, should_stop=should_stop)
     choice = code_fit_at_rate(pruned, fps, target, frames_u8, planes, weight_bits=weight_bits, device=device,
-                              metadata=metadata)
-    data = code_fit(pruned, fps, choice.compression, color=color, audio=audio, metadata=metadata)
-    video = choice.data if audio is None and color == ColorInfo() else code_fit(
-        pruned, fps, choice.compression, color=color, metadata=metadata)
-    return RateEncodeResult(data=data, video_bytes=len(video), model=model, compression=choice.compression,
+                              color=color, metadata=metadata)
+    data = choice.data if audio is None else code_fit(pruned, fps, choice.compression, color=color, audio=audio,
+                                                      metadata=metadata)
+    return RateEncodeResult(data=data, video_bytes=len(choice.data), model=model, compression=choice.compression,
                             fit_seconds=fitted.fit_seconds, train_fps=fitted.train_fps, candidates=choice.candidates)
 
 
 def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, reference_u8: torch.Tensor,
                      planes: Planes | None, *, weight_bits: int | None = None, device: torch.device | str = "cpu",
-                     metadata: dict[str, Any] | None = None) -> RateChoice:
+                     color: ColorInfo = ColorInfo(), metadata: dict[str, Any] | None = None) -> RateChoice:
     """Code one fit at every bit-depth pair of ``ratecontrol.coding_candidates``, keep the files within
     the search window of ``target``, decode them and return the best YUV-PSNR (scored on ``planes``
     when the source has its own); when no file lands in the window, the closest one."""
@@ -338,21 +337,19 @@ def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, refer
     coded = []
     for compression in coding_candidates(weight_bits):
         try:
-            data = code_fit(fitted, fps, compression, metadata=metadata)
+            data = code_fit(fitted, fps, compression, color=color, metadata=metadata)
         except BadInputError:  # too few bits for this network (a decompression-bomb shape): not a candidate
             continue
         coded.append((data, compression))
     if not coded:
         raise BadInputError("no bit depth codes this network: ask for a higher rate")
-    window = [item for item in coded if in_window(len(item[0]), target)]
+    window = [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
     if not window:
-        window = [min(coded, key=lambda item: abs(len(item[0]) - target.bytes))]
-    scored = []
-    for data, compression in window:
-        psnr = float(psnr_yuv_db(reference_u8, decode(data, device=device), planes=planes).mean())
-        scored.append((psnr, data, compression))
-    psnr, data, compression = max(scored, key=lambda item: item[0])
-    psnr_of = {id(d): p for p, d, _ in scored}
-    candidates = tuple(c.to_dict() | {"bytes": len(d),
-                        "psnr_yuv": round(psnr_of[id(d)], 4) if id(d) in psnr_of else None} for d, c in coded)
-    return RateChoice(data=data, compression=compression, psnr_yuv=psnr, candidates=candidates)
+        window = [min(range(len(coded)), key=lambda i: abs(len(coded[i][0]) - target.bytes))]
+    psnr_of = {i: float(psnr_yuv_db(reference_u8, decode(coded[i][0], device=device), planes=planes).mean())
+               for i in window}
+    best = max(psnr_of, key=psnr_of.__getitem__)
+    data, compression = coded[best]
+    candidates = tuple(c.to_dict() | {"bytes": len(d), "psnr_yuv": round(psnr_of[i], 4) if i in psnr_of else None}
+                       for i, (d, c) in enumerate(coded))
+    return RateChoice(data=data, compression=compression, psnr_yuv=psnr_of[best], candidates=candidates)
