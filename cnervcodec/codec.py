@@ -43,8 +43,8 @@ from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.ratecontrol import RateTarget, coding_candidates, in_window, solve
 from cnervcodec.tensor_coding import (
     compress_decoder,
-    compress_tensor,
-    restore_tensor,
+    compress_embeddings,
+    restore_embeddings,
     restored_decoder,
 )
 from cnervcodec.trained_model import check_frame_size, embed_frames, refine_embeddings
@@ -142,13 +142,14 @@ def code_fit(fitted: FitResult, fps: Fraction, compression: CompressionConfig, *
         raise BadInputError("only CNeRV fits can be coded: a NeRV network has no per-frame embeddings")
     decoder = fitted.network.decoder
     records = compress_decoder(decoder, compression)
-    embedding_record = compress_tensor(embeddings.numpy(), compression.embed_bits, compression.embed_axis)
+    embedding_record, temporal = compress_embeddings(embeddings.numpy(), compression.embed_bits,
+                                                     compression.embed_axis)
     _check_density(records + (embedding_record,), compression)
     header = StreamHeader(model=fitted.network.config, n_frames=embeddings.shape[0], fps=fps, color=color,
                           weight_bits=compression.weight_bits, embed_bits=compression.embed_bits,
                           prune_fraction=round(sparsity(decoder), 6))
     return write_container(Container(header=header, decoder=records, embeddings=embedding_record, audio=audio,
-                                     metadata=dict(metadata or {})))
+                                     metadata=dict(metadata or {}), embeddings_temporal=temporal))
 
 
 def _check_density(records: tuple[TensorRecord, ...], compression: CompressionConfig) -> None:
@@ -185,10 +186,12 @@ def encode_with_model(
     header = StreamHeader(model=model_file.model, n_frames=n_frames, fps=fps, color=color,
                           weight_bits=model_file.weight_bits, embed_bits=compression.embed_bits,
                           prune_fraction=model_file.prune_fraction)
+    embedding_record, temporal = compress_embeddings(embeddings.numpy(), compression.embed_bits,
+                                                     compression.embed_axis)
     data = write_container(Container(
-        header=header, decoder=() if model_ref else model_file.decoder,
-        embeddings=compress_tensor(embeddings.numpy(), compression.embed_bits, compression.embed_axis),
-        audio=audio, metadata=dict(metadata or {}), model_ref=model_file.sha256 if model_ref else None))
+        header=header, decoder=() if model_ref else model_file.decoder, embeddings=embedding_record,
+        audio=audio, metadata=dict(metadata or {}), model_ref=model_file.sha256 if model_ref else None,
+        embeddings_temporal=temporal))
     embed_seconds = time.monotonic() - started
     return EncodeResult(data=data, fit_seconds=embed_seconds, prune_seconds=0.0,
                         train_fps=n_frames / embed_seconds if embed_seconds > 0 else 0.0,
@@ -223,7 +226,7 @@ def decoding_network(container: Container) -> DecodingNetwork:
                             "pass --model MODEL.cnrvm")
     header = container.header
     decoder = restored_decoder(header.model, container.decoder)  # shapes checked before anything is allocated
-    latents = torch.from_numpy(restore_tensor(container.embeddings))
+    latents = torch.from_numpy(restore_embeddings(container.embeddings, container.embeddings_temporal))
     return DecodingNetwork(decoder=decoder, latents=latents, header=header, audio=container.audio)
 
 

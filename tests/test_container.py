@@ -193,6 +193,7 @@ def assert_same_container(a: Container, b: Container) -> None:
     assert (a.embeddings is None) == (b.embeddings is None)
     if a.embeddings is not None:
         assert_same_tensor(a.embeddings, b.embeddings)
+    assert a.embeddings_temporal == b.embeddings_temporal
     assert a.audio == b.audio
     assert a.metadata == b.metadata
 
@@ -545,8 +546,8 @@ def test_length_field_larger_than_the_file(golden_bytes, length):
         (lambda c: c[:4] + [c[3]] + c[4:], "second audi"),
         (lambda c: c[:5] + [c[4]] + c[5:], "second meta"),
         (lambda c: [c[0]] + c[2:], r"no DECO \(or MREF\) chunk"),
-        (lambda c: c[:2] + c[3:], "no EMBD chunk"),
-        (lambda c: c[:1] + [("XTRA", b"")] + c[1:], r"chunk XTRA at byte \d+ is critical but unknown to format 1.1"),
+        (lambda c: c[:2] + c[3:], r"no EMBD \(or EMBT\) chunk"),
+        (lambda c: c[:1] + [("XTRA", b"")] + c[1:], r"chunk XTRA at byte \d+ is critical but unknown to format 1.2"),
         (lambda c: c[:-1] + [("FEND", b"\x00")], "FEND at byte \\d+ has 1 payload bytes"),
         (lambda c: c[:-1], "without the FEND chunk"),
     ],
@@ -793,7 +794,7 @@ F32 = np.float32
     ("broken", "match"),
     [
         (replace(GOOD, decoder=()), "no decoder tensors and no model reference"),
-        (replace(GOOD, embeddings=None), "no EMBD chunk"),
+        (replace(GOOD, embeddings=None), r"no EMBD \(or EMBT\) chunk"),
         (replace(GOOD, embeddings=raw_record((3, 4, 1, 2), 6)), "embeddings shape"),
         (replace(GOOD, decoder=(replace(GOOD.decoder[1], shape=(7,)),)), "n_symbols 6 != 7"),
         (replace(GOOD, decoder=(replace(GOOD.decoder[1], quant=QuantParams(5, -1, np.zeros(1), np.ones(1, F32))),)),

@@ -197,8 +197,10 @@ def test_referring_stream_is_small_and_decodes_like_the_standalone_one(model, ne
     alone_bytes, ref_bytes = alone.data, ref.data
     assert len(ref_bytes) < len(alone_bytes) // 10
     parsed = read_container(ref_bytes)
-    assert parsed.version == (1, 1) and parsed.model_ref == model.sha256 and parsed.decoder == ()
-    assert read_container(alone_bytes).version == (1, 0)
+    assert parsed.version == (1, 2 if parsed.embeddings_temporal else 1)  # EMBT (1.2) holds MREF's 1.1 too
+    assert parsed.model_ref == model.sha256 and parsed.decoder == ()
+    alone = read_container(alone_bytes)
+    assert alone.version == (1, 2 if alone.embeddings_temporal else 0)
     alone_frames = codec.decode(alone_bytes)
     assert torch.equal(torch.cat(list(codec.render_frames(codec.decoding_network(codec.attach_model(parsed, model)), CPU))),
                        alone_frames)
@@ -235,7 +237,8 @@ def test_container_mref_rules(model, new_clip):
     with pytest.raises(CorruptContainerError, match="unexpected bytes"):
         read_container(longer)
     deco = codec.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU).data
-    deco_chunk = deco[deco.index(b"DECO") - 4:deco.index(b"EMBD") - 4]
+    embeddings_kind = b"EMBT" if read_container(deco).embeddings_temporal else b"EMBD"
+    deco_chunk = deco[deco.index(b"DECO") - 4:deco.index(embeddings_kind) - 4]
     both = data[:mref_at + 44] + deco_chunk + data[mref_at + 44:]
     with pytest.raises(CorruptContainerError, match="both DECO and MREF"):
         read_container(both)

@@ -49,12 +49,14 @@ from cnervcodec.format.tensor_records import (
 
 SIGNATURE = b"\x89CNV\r\n\x1a\n"
 MAJOR_VERSION = 1
-MINOR_VERSION = 1  # 1.1 added MREF; files without MREF are still written as 1.0
+MINOR_VERSION = 2  # 1.1 added MREF, 1.2 EMBT; a file is written with the lowest minor that holds its chunks
 MODEL_HASH_BYTES = 32  # SHA-256
 
 CHUNK_HEAD, CHUNK_DECO, CHUNK_EMBD, CHUNK_AUDIO = "HEAD", "DECO", "EMBD", "audi"
 CHUNK_MREF = "MREF"  # in place of DECO: the SHA-256 of the .cnrvm model that holds the decoder
-CHUNK_ORDER = (CHUNK_HEAD, CHUNK_DECO, CHUNK_MREF, CHUNK_EMBD, CHUNK_AUDIO, CHUNK_META, CHUNK_END)  # writer order = known types
+CHUNK_EMBT = "EMBT"  # in place of EMBD: the embeddings' symbols coded as differences from the previous frame's
+CHUNK_ORDER = (CHUNK_HEAD, CHUNK_DECO, CHUNK_MREF, CHUNK_EMBD, CHUNK_EMBT, CHUNK_AUDIO, CHUNK_META,
+               CHUNK_END)  # writer order = known types
 
 PACKET_KEYFRAME, PACKET_HAS_PTS, PACKET_HAS_DTS = 0x01, 0x02, 0x04
 
@@ -97,10 +99,11 @@ class Container:
     version: tuple[int, int] = (MAJOR_VERSION, MINOR_VERSION)
     chunks: tuple[ChunkInfo, ...] = ()  # filled by read_container
     model_ref: bytes | None = None  # MREF: the decoder is in the model file with this SHA-256; decoder is ()
+    embeddings_temporal: bool = False  # EMBT: the record's symbols are temporal residuals (tensor_coding)
 
 
 def write_container(container: Container) -> bytes:
-    """The file's bytes (chunk order: HEAD, DECO, EMBD, audi, meta, FEND); ValueError on invalid input."""
+    """The file's bytes (chunk order: HEAD, DECO or MREF, EMBD or EMBT, audi, meta, FEND); ValueError on invalid input."""
     try:
         container.header.model.validate()
     except BadInputError as exc:
@@ -135,13 +138,22 @@ def _encode(container: Container) -> bytes:
     else:
         chunks.append((CHUNK_MREF, container.model_ref))
     if container.embeddings is not None:
-        chunks.append((CHUNK_EMBD, encode_tensor(container.embeddings)))
+        kind = CHUNK_EMBT if container.embeddings_temporal else CHUNK_EMBD
+        chunks.append((kind, encode_tensor(container.embeddings)))
     if container.audio is not None:
         chunks.append((CHUNK_AUDIO, _encode_audio(container.audio)))
     if container.metadata:
         chunks.append((CHUNK_META, encode_meta(container.metadata)))
     chunks.append((CHUNK_END, b""))
-    return frame_chunks(CNRV_FORMAT, chunks, minor=1 if container.model_ref is not None else 0)
+    return frame_chunks(CNRV_FORMAT, chunks, minor=written_minor(container))
+
+
+def written_minor(container: Container) -> int:
+    """The lowest minor version that has every chunk the file holds (section 3), so that a reader of
+    an older minor refuses only the files it cannot decode, and says to upgrade."""
+    if container.embeddings is not None and container.embeddings_temporal:
+        return 2
+    return 1 if container.model_ref is not None else 0
 
 
 def _encode_head(header: StreamHeader) -> bytes:
@@ -189,12 +201,17 @@ def _parse(view: memoryview) -> Container:
     if (CHUNK_DECO in parts) == (CHUNK_MREF in parts):
         what = "both DECO and MREF chunks" if CHUNK_DECO in parts else "no DECO (or MREF) chunk"
         raise CorruptContainerError(f"corrupt .cnrv: {what} before FEND at byte {infos[-1].offset}")
-    if parts[CHUNK_HEAD].model.arch == "cnerv" and CHUNK_EMBD not in parts:
-        raise CorruptContainerError(f"corrupt .cnrv: no EMBD chunk before FEND at byte {infos[-1].offset}")
-    records = parts.get(CHUNK_DECO, ()) + ((parts[CHUNK_EMBD],) if CHUNK_EMBD in parts else ())
-    check_density(records, sum(info.length for info in infos if info.kind in (CHUNK_DECO, CHUNK_EMBD)), ".cnrv")
-    return Container(parts[CHUNK_HEAD], parts.get(CHUNK_DECO, ()), parts.get(CHUNK_EMBD), parts.get(CHUNK_AUDIO),
-                     parts.get(CHUNK_META, {}), version, tuple(infos), parts.get(CHUNK_MREF))
+    if CHUNK_EMBD in parts and CHUNK_EMBT in parts:
+        raise CorruptContainerError(f"corrupt .cnrv: both EMBD and EMBT chunks before FEND at byte {infos[-1].offset}")
+    embeddings = parts.get(CHUNK_EMBD, parts.get(CHUNK_EMBT))
+    if parts[CHUNK_HEAD].model.arch == "cnerv" and embeddings is None:
+        raise CorruptContainerError(f"corrupt .cnrv: no EMBD (or EMBT) chunk before FEND at byte {infos[-1].offset}")
+    records = parts.get(CHUNK_DECO, ()) + ((embeddings,) if embeddings is not None else ())
+    coded_bytes = sum(info.length for info in infos if info.kind in (CHUNK_DECO, CHUNK_EMBD, CHUNK_EMBT))
+    check_density(records, coded_bytes, ".cnrv")
+    return Container(parts[CHUNK_HEAD], parts.get(CHUNK_DECO, ()), embeddings, parts.get(CHUNK_AUDIO),
+                     parts.get(CHUNK_META, {}), version, tuple(infos), parts.get(CHUNK_MREF),
+                     embeddings_temporal=CHUNK_EMBT in parts)
 
 
 def _read_chunk(cur: ChunkCursor, parts: dict[str, Any], version: tuple[int, int]) -> None:
@@ -207,7 +224,7 @@ def _read_chunk(cur: ChunkCursor, parts: dict[str, Any], version: tuple[int, int
     elif kind == CHUNK_MREF:
         parts[kind] = bytes(cur.take(MODEL_HASH_BYTES, "model SHA-256"))
         cur.expect_end()
-    elif kind == CHUNK_EMBD:
+    elif kind in (CHUNK_EMBD, CHUNK_EMBT):
         parts[kind] = _read_embeddings(cur, parts[CHUNK_HEAD])
     elif kind == CHUNK_AUDIO:
         parts[kind] = _read_audio(cur)
