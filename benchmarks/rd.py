@@ -1,15 +1,17 @@
-"""The RD benchmark: CNeRV against x264 and x265 on every clip of ../shared/clips (a benchmark, not a test).
+"""The RD benchmark: CNeRV against x264 and x265 on the clips of ../shared/clips (a benchmark, not a test).
 
-For each clip it runs what ``cnerv bd-rate`` runs (``rdcompare.run``: one fit, a bits x prune ladder,
-anchors whose CRF ladder covers the CNeRV curve, BD metrics on YUV-PSNR 6:1:1 and on MS-SSIM dB) and
-writes ``benchmarks/results/rd_<clip>.json`` (every point and setting) and ``rd_<clip>.png``, then a
-Markdown table of all clips (stdout, and ``--md-out``).
+For each clip it runs what ``cnerv bd-rate`` runs (``rdcompare.run``: one rate-controlled fit per target of the
+``--bpp-ladder``, each with a network sized for it, or with ``--size`` one fit re-coded at a bits x prune ladder;
+anchors whose CRF ladder covers the CNeRV curve; BD metrics on YUV-PSNR 6:1:1 and on MS-SSIM dB) and writes
+``benchmarks/results/rd_<clip>.json`` (every point and setting) and ``rd_<clip>.png``, then a Markdown table of
+all clips (stdout, and ``--md-out``).
 
-On the CPU the clips are cut (frames) and downscaled so that the whole run takes about an hour on a
-2-core machine; ``--full`` (the default on CUDA) uses every frame at full size. The table says which.
+The default clips are the README's: carphone 120 frames, bikes 250 frames at 320x136, basketballpass 100 frames,
+bigbuckbunny 132 frames at 256x144, foreman 30 frames. On the CPU bikes and bigbuckbunny are downscaled;
+``--full`` (the default on CUDA) uses every frame at full size. The table says which, and how long it took.
 
 Examples:
-  python benchmarks/rd.py --md-out benchmarks/results/rd_cpu.md
+  python benchmarks/rd.py --epochs 60 --md-out benchmarks/results/rd_cpu.md
   python benchmarks/rd.py --clips foreman carphone --preset fast
   python benchmarks/rd.py --device cuda --full --preset slow --anchor-preset veryslow
   python benchmarks/rd.py --table-only --md-out benchmarks/results/rd_cpu.md   # re-tabulate saved results
@@ -42,14 +44,16 @@ from cnervcodec.video_io import FrameSelection, RawVideoSpec, read_video
 ROOT = Path(__file__).resolve().parents[1]
 # name: (file, raw geometry for headerless input, CPU cut: (frames, scale WxH or None))
 CLIPS = {
+    "carphone": ("carphone_qcif.mp4", None, (120, None)),
+    "bikes": ("bikes_640x272.mp4", None, (250, (320, 136))),
+    "basketballpass": ("basketballpass_416x240_50fps.mkv", None, (100, None)),
+    "bigbuckbunny": ("bigbuckbunny_720p.mp4", None, (132, (256, 144))),
     "foreman": ("foreman_qcif_30f.264", None, (30, None)),
-    "carphone": ("carphone_qcif.mp4", None, (60, None)),
     "cars": ("cars_320x240_30fps.yuv", RawVideoSpec(width=320, height=240, pix_fmt="yuv420p"), (30, (160, 120))),
     "park_joy": ("park_joy_480x270_10f.y4m", None, (10, (240, 136))),
-    "basketballpass": ("basketballpass_416x240_50fps.mkv", None, (50, (208, 120))),
-    "bikes": ("bikes_640x272.mp4", None, (50, (320, 136))),
-    "bigbuckbunny": ("bigbuckbunny_720p.mp4", None, (50, (256, 144))),
 }
+# The README's table: every frame of each clip, only bikes and bigbuckbunny downscaled on the CPU.
+DEFAULT_CLIPS = ["carphone", "bikes", "basketballpass", "bigbuckbunny", "foreman"]
 
 
 HEADER = ["clip", "frames x W x H", "anchor", "CNeRV bpp", "CNeRV YUV-PSNR dB", "BD-rate (YUV-PSNR)",
@@ -124,7 +128,8 @@ def retabulate(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", nargs="+", default=list(CLIPS), choices=list(CLIPS))
+    parser.add_argument("--clips", nargs="+", default=DEFAULT_CLIPS, choices=list(CLIPS),
+                        help="[default: %(default)s]")
     parser.add_argument("--clips-dir", type=Path, default=ROOT.parent / "shared" / "clips")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--full", action="store_true", help="every frame at full size [default on CUDA]")
@@ -133,6 +138,7 @@ def main() -> None:
     parser.add_argument("--bpp-ladder", type=float, nargs="+", default=list(DEFAULT_BPP_LADDER),
                         help="rate-controlled encodes, one fit per rate [default: %(default)s]")
     parser.add_argument("--preset", default="medium", choices=list(PRESETS))
+    parser.add_argument("--epochs", type=int, help="fit epochs [default: from --preset]")
     parser.add_argument("--anchors", nargs="+", default=["x264", "x265"])
     parser.add_argument("--anchor-preset", default="medium")
     parser.add_argument("--points", type=int, default=4)
@@ -149,17 +155,19 @@ def main() -> None:
                           else "cpu")
     full = args.full or device.type == "cuda"
     recipe = PRESETS[args.preset]
+    epochs = args.epochs or recipe.epochs
+    recipe_name = args.preset if args.epochs is None else "custom"
     ladder = None if args.size else tuple(args.bpp_ladder)
     rd = RdSettings(anchors=tuple(args.anchors), points=args.points, anchor_preset=args.anchor_preset,
                     prune_epochs=recipe.prune_epochs, bpp_ladder=ladder)
-    fit_config = (FitConfig(epochs=recipe.epochs) if ladder is None else
-                  FitConfig(epochs=recipe.epochs, lr=RATE_LR, loss=RATE_LOSS))
+    fit_config = (FitConfig(epochs=epochs) if ladder is None else
+                  FitConfig(epochs=epochs, lr=RATE_LR, loss=RATE_LOSS))
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     rows, started = [], time.monotonic()
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    cnerv_text = (f"rate control at {'/'.join(f'{b:g}' for b in ladder)} bpp, one fit each ({args.preset}: "
-                  f"{recipe.epochs} epochs, {RATE_LOSS})" if ladder else
-                  f"{args.size} ({args.preset}: {recipe.epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
+    cnerv_text = (f"rate control at {'/'.join(f'{b:g}' for b in ladder)} bpp, one fit each ({recipe_name}: "
+                  f"{epochs} epochs, {RATE_LOSS})" if ladder else
+                  f"{args.size} ({recipe_name}: {epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
                   f"{'/'.join(map(str, rd.bits_ladder))}, prune {'/'.join(f'{p:g}' for p in rd.prune_ladder)}, embed "
                   f"{rd.embed_bits} bits, best {rd.points} points)")
     title = (f"CNeRV {cnerv_text} vs x264/x265 ({args.anchor_preset}, tune psnr, "
@@ -181,7 +189,7 @@ def main() -> None:
 
             plot_rd(plot_curves(report, rd.anchors), args.results_dir / f"rd_{name}.png",
                     title=f"{name}: {clip.n_frames} frames {clip.width}x{clip.height}, CNeRV {args.size or 'auto'} "
-                          f"{args.preset} on {describe(device)}")
+                          f"{recipe_name}, {epochs} epochs on {describe(device)}")
         except Exception as error:  # the plot is a convenience; the JSON and the table are the result
             log(f"no plot for {name}: {error}")
         rows += table_rows(name, report)
