@@ -42,6 +42,7 @@ from cnervcodec.model import Decoder, render_range
 from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.ratecontrol import RateTarget, coding_candidates, in_window, solve
 from cnervcodec.tensor_coding import (
+    STREAM_CODERS,
     compress_decoder,
     compress_embeddings,
     restore_embeddings,
@@ -141,7 +142,7 @@ def code_fit(fitted: FitResult, fps: Fraction, compression: CompressionConfig, *
     if embeddings is None:
         raise BadInputError("only CNeRV fits can be coded: a NeRV network has no per-frame embeddings")
     decoder = fitted.network.decoder
-    records = compress_decoder(decoder, compression)
+    records = compress_decoder(decoder, compression, STREAM_CODERS)
     embedding_record, temporal = compress_embeddings(embeddings.numpy(), compression.embed_bits,
                                                      compression.embed_axis)
     _check_density(records + (embedding_record,), compression)

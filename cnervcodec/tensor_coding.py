@@ -15,7 +15,9 @@ from cnervcodec.errors import CorruptContainerError
 from cnervcodec.format import entropy
 from cnervcodec.format.network_fields import MAX_DECODER_VALUES
 from cnervcodec.format.records import (
+    BASE_CODERS,
     CODER_CATEGORICAL,
+    CODER_LAPLACE,
     CODER_RAW,
     SymbolStream,
     TensorRecord,
@@ -25,20 +27,30 @@ from cnervcodec.model import Decoder, bitstream_tensors
 from cnervcodec.quantize import dequantize, quantize_tensor
 
 
-def code_symbols(symbols: np.ndarray, bits: int) -> SymbolStream:
-    """Entropy-code symbols with the smaller of a categorical ANS stream and plain packed bits."""
+STREAM_CODERS = (CODER_RAW, CODER_CATEGORICAL, CODER_LAPLACE)  # a .cnrv may use all (format 1.3, CODR)
+
+
+def code_symbols(symbols: np.ndarray, bits: int, coders: tuple[int, ...] = BASE_CODERS) -> SymbolStream:
+    """Entropy-code symbols with the smallest of plain packed bits, a categorical ANS stream (the
+    histogram in the file) and, where ``coders`` allow it, a Laplace ANS stream (8 bytes of model:
+    it wins on small tensors whose symbols spread over many values)."""
     flat = symbols.reshape(-1)
     raw = SymbolStream(coder=CODER_RAW, n_symbols=flat.size, payload=entropy.pack_bits(flat, bits))
     first, counts = entropy.symbol_counts(flat, bits)
     words = entropy.encode_categorical(flat, bits, first, counts)
-    categorical = SymbolStream(
+    candidates = [raw, SymbolStream(
         coder=CODER_CATEGORICAL,
         n_symbols=flat.size,
         payload=words.astype("<u4").tobytes(),
         first_symbol=first,
         counts=counts,
-    )
-    return min((categorical, raw), key=symbol_stream_nbytes)
+    )]
+    if CODER_LAPLACE in coders:
+        model = entropy.fit_laplace(first, counts)
+        words = entropy.encode_laplace(flat, bits, model)
+        candidates.append(SymbolStream(coder=CODER_LAPLACE, n_symbols=flat.size,
+                                       payload=words.astype("<u4").tobytes(), laplace=model))
+    return min(candidates, key=symbol_stream_nbytes)
 
 
 def decode_symbols(stream: SymbolStream, bits: int) -> np.ndarray:
@@ -46,13 +58,15 @@ def decode_symbols(stream: SymbolStream, bits: int) -> np.ndarray:
     if stream.coder == CODER_RAW:
         return entropy.unpack_bits(stream.payload, bits, stream.n_symbols)
     words = np.frombuffer(stream.payload, dtype="<u4")
+    if stream.coder == CODER_LAPLACE:
+        return entropy.decode_laplace(words, stream.n_symbols, stream.laplace)
     return entropy.decode_categorical(words, stream.n_symbols, stream.first_symbol, stream.counts)
 
 
-def compress_tensor(values: np.ndarray, bits: int, axis: int) -> TensorRecord:
+def compress_tensor(values: np.ndarray, bits: int, axis: int, coders: tuple[int, ...] = BASE_CODERS) -> TensorRecord:
     """Quantize (eq. 4) and entropy-code one float tensor."""
     symbols, params = quantize_tensor(values, bits, axis)
-    return TensorRecord(shape=tuple(values.shape), quant=params, stream=code_symbols(symbols, bits))
+    return TensorRecord(shape=tuple(values.shape), quant=params, stream=code_symbols(symbols, bits, coders))
 
 
 def restore_tensor(record: TensorRecord) -> np.ndarray:
@@ -82,12 +96,13 @@ def from_temporal_residuals(residuals: np.ndarray, bits: int) -> np.ndarray:
     return ((half + np.cumsum(residuals.astype(np.int64) - half, axis=0)) % (1 << bits)).astype(np.int32)
 
 
-def compress_embeddings(values: np.ndarray, bits: int, axis: int) -> tuple[TensorRecord, bool]:
+def compress_embeddings(values: np.ndarray, bits: int, axis: int,
+                        coders: tuple[int, ...] = STREAM_CODERS) -> tuple[TensorRecord, bool]:
     """Quantize (eq. 4) the (T, d, n_h, n_w) embeddings and code the smaller of their symbols and
     their temporal residuals; True when the residuals won (the stream's EMBT chunk, not EMBD)."""
     symbols, params = quantize_tensor(values, bits, axis)
-    plain = code_symbols(symbols, bits)
-    residual = code_symbols(temporal_residuals(symbols, bits), bits)
+    plain = code_symbols(symbols, bits, coders)
+    residual = code_symbols(temporal_residuals(symbols, bits), bits, coders)
     temporal = symbol_stream_nbytes(residual) < symbol_stream_nbytes(plain)
     return TensorRecord(shape=tuple(values.shape), quant=params, stream=residual if temporal else plain), temporal
 
@@ -104,10 +119,12 @@ def restore_embeddings(record: TensorRecord, temporal: bool) -> np.ndarray:
     return dequantize(symbols, record.quant, record.shape)
 
 
-def compress_decoder(decoder: Decoder, compression: CompressionConfig) -> tuple[TensorRecord, ...]:
-    """Every decoder tensor quantized and coded, in bitstream order: a stream's DECO and a model's."""
+def compress_decoder(decoder: Decoder, compression: CompressionConfig,
+                     coders: tuple[int, ...] = BASE_CODERS) -> tuple[TensorRecord, ...]:
+    """Every decoder tensor quantized and coded, in bitstream order: a stream's DECO (``coders``
+    STREAM_CODERS) and a model file's (the base coders, which model format 1.0 has)."""
     return tuple(
-        compress_tensor(tensor.detach().float().cpu().numpy(), compression.weight_bits, compression.weight_axis)
+        compress_tensor(tensor.detach().float().cpu().numpy(), compression.weight_bits, compression.weight_axis, coders)
         for _, tensor in bitstream_tensors(decoder)
     )
 

@@ -547,7 +547,7 @@ def test_length_field_larger_than_the_file(golden_bytes, length):
         (lambda c: c[:5] + [c[4]] + c[5:], "second meta"),
         (lambda c: [c[0]] + c[2:], r"no DECO \(or MREF\) chunk"),
         (lambda c: c[:2] + c[3:], r"no EMBD \(or EMBT\) chunk"),
-        (lambda c: c[:1] + [("XTRA", b"")] + c[1:], r"chunk XTRA at byte \d+ is critical but unknown to format 1.2"),
+        (lambda c: c[:1] + [("XTRA", b"")] + c[1:], r"chunk XTRA at byte \d+ is critical but unknown to format 1.3"),
         (lambda c: c[:-1] + [("FEND", b"\x00")], "FEND at byte \\d+ has 1 payload bytes"),
         (lambda c: c[:-1], "without the FEND chunk"),
     ],
@@ -563,8 +563,8 @@ def test_chunks_between_head_and_fend_may_come_in_any_order(golden_bytes):
 
 def test_unknown_critical_chunk_in_a_newer_minor_is_unsupported(golden_bytes):
     c = split_file(golden_bytes)
-    with pytest.raises(UnsupportedVersionError, match="chunk XTRA at byte 89 is critical but unknown.*1.3.*upgrade"):
-        read_container(join_file(c[:1] + [("XTRA", b"")] + c[1:], version=(1, 3)))
+    with pytest.raises(UnsupportedVersionError, match="chunk XTRA at byte 89 is critical but unknown.*1.4.*upgrade"):
+        read_container(join_file(c[:1] + [("XTRA", b"")] + c[1:], version=(1, 4)))
 
 
 def test_embeddings_in_a_nerv_file_are_refused(golden_bytes):
@@ -658,7 +658,7 @@ ONE = struct.pack("<ff", 0.0, 1.0)
         (b"\x01\x00" + record((4,), ranges=struct.pack("<ff", math.nan, 1)), "finite"),
         (b"\x01\x00" + record((4,), ranges=struct.pack("<ff", 0, math.inf)), "finite"),
         (b"\x01\x00" + record((4,), ranges=struct.pack("<ff", 0, -1)), "scales >= 0"),
-        (b"\x01\x00" + record((4,), coder=2), "coder 2"),
+        (b"\x01\x00" + record((4,), coder=3), "coder 3"),
         (b"\x01\x00" + record((4,), n_symbols=5), "n_symbols 5 is outside 4..4"),
         (b"\x01\x00" + record((4,), bits=3, tail=b"\x00"), "packed symbols needs 2 bytes"),
         (b"\x01\x00" + record((4,), bits=3, tail=b"\x00\x10"), "nonzero padding bits"),

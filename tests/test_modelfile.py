@@ -191,16 +191,22 @@ def new_clip():
     return moving_frames(4, phase=1.3)  # frames the model never saw
 
 
+def lowest_minor(container, base: int) -> int:
+    """Section 15: 1.3 with a Laplace record (CODR), else 1.2 with EMBT, else ``base``."""
+    coders = {r.stream.coder for r in container.decoder + (container.embeddings,)}
+    return 3 if 2 in coders else 2 if container.embeddings_temporal else base
+
+
 def test_referring_stream_is_small_and_decodes_like_the_standalone_one(model, new_clip):
     alone = codec.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU)
     ref = codec.encode_with_model(new_clip, FPS, model, CompressionConfig(), CPU, model_ref=True)
     alone_bytes, ref_bytes = alone.data, ref.data
     assert len(ref_bytes) < len(alone_bytes) // 10
     parsed = read_container(ref_bytes)
-    assert parsed.version == (1, 2 if parsed.embeddings_temporal else 1)  # EMBT (1.2) holds MREF's 1.1 too
+    assert parsed.version == (1, lowest_minor(parsed, 1))  # EMBT (1.2) and CODR (1.3) hold MREF's 1.1 too
     assert parsed.model_ref == model.sha256 and parsed.decoder == ()
     alone = read_container(alone_bytes)
-    assert alone.version == (1, 2 if alone.embeddings_temporal else 0)
+    assert alone.version == (1, lowest_minor(alone, 0))
     alone_frames = codec.decode(alone_bytes)
     assert torch.equal(torch.cat(list(codec.render_frames(codec.decoding_network(codec.attach_model(parsed, model)), CPU))),
                        alone_frames)

@@ -30,7 +30,7 @@ from cnervcodec.format.chunks import (
     read_meta,
 )
 from cnervcodec.format.network_fields import encode_model_config, read_model_config
-from cnervcodec.format.records import TensorRecord
+from cnervcodec.format.records import BASE_CODERS, TensorRecord
 from cnervcodec.format.stream import CHUNK_DECO, LARGEST_F32_BELOW_1
 from cnervcodec.format.tensor_records import (
     MAX_BITS,
@@ -145,7 +145,7 @@ def _read_chunk(cur: ChunkCursor, parts: dict[str, Any], version: tuple[int, int
     elif kind == CHUNK_ENCO:
         parts[kind] = _read_enco(cur, parts[CHUNK_MHDR]["model"])
     elif kind == CHUNK_DECO:
-        parts[kind] = read_decoder(cur)
+        parts[kind] = read_decoder(cur, BASE_CODERS)  # model files keep raw and categorical (format 1.0)
     elif kind == CHUNK_META:
         parts[kind] = read_meta(cur)
     elif kind[0].isupper() and kind != CHUNK_END:

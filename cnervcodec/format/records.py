@@ -13,7 +13,9 @@ import numpy as np
 
 CODER_RAW = 0  # fixed-width bits, no model: for tiny tensors where a model costs more than it saves
 CODER_CATEGORICAL = 1  # constriction ANS with a categorical model from the symbol counts
-CODER_NAMES = ("raw", "categorical")  # indexed by coder id
+CODER_LAPLACE = 2  # ANS with a discrete Laplace model of four integers (format 1.3, streams declaring it in CODR)
+CODER_NAMES = ("raw", "categorical", "laplace")  # indexed by coder id
+BASE_CODERS = (CODER_RAW, CODER_CATEGORICAL)  # what every 1.x reader knows; others are declared by the file
 
 AXIS_TENSOR = -1  # one (offset, scale) pair for the whole tensor
 
@@ -38,15 +40,28 @@ class QuantParams:
     scales: np.ndarray  # (n_ranges,) float32, >= 0
 
 
+@dataclass(frozen=True)
+class LaplaceModel:
+    """A discrete Laplace (two-sided geometric) model over symbols ``first .. first + size - 1``:
+    symbol ``s`` is weighted by distance ``|s - center|`` with the decay ``decay / 2**16`` per step
+    (``entropy.laplace_weights``; bitstream_spec.md section 6, coder 2)."""
+
+    first: int
+    size: int
+    center: int
+    decay: int  # 1 .. 2**16 - 1
+
+
 @dataclass(frozen=True, eq=False)
 class SymbolStream:
     """Integer symbols in [0, 2**bits), coded by one of the CODER_* methods."""
 
     coder: int
     n_symbols: int
-    payload: bytes  # CODER_RAW: little-endian packed bits; CODER_CATEGORICAL: uint32 LE words
+    payload: bytes  # CODER_RAW: little-endian packed bits; CODER_CATEGORICAL and CODER_LAPLACE: uint32 LE words
     first_symbol: int = 0  # CODER_CATEGORICAL: the symbol that counts[0] counts
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))  # (n,) uint32
+    laplace: LaplaceModel | None = None  # CODER_LAPLACE: the model
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,11 +35,13 @@ from cnervcodec.format.chunks import (
     walk_chunks,
 )
 from cnervcodec.format.network_fields import encode_model_config, read_model_config
-from cnervcodec.format.records import AudioPacket, AudioTrack, ColorInfo, TensorRecord
+from cnervcodec.format.records import BASE_CODERS, CODER_NAMES, AudioPacket, AudioTrack, ColorInfo, TensorRecord
 from cnervcodec.format.tensor_records import (
+    ALL_CODERS,
     MAX_BITS,
     check_density,
     check_tensor,
+    coders_used,
     encode_decoder,
     encode_tensor,
     read_decoder,
@@ -49,13 +51,14 @@ from cnervcodec.format.tensor_records import (
 
 SIGNATURE = b"\x89CNV\r\n\x1a\n"
 MAJOR_VERSION = 1
-MINOR_VERSION = 2  # 1.1 added MREF, 1.2 EMBT; a file is written with the lowest minor that holds its chunks
+MINOR_VERSION = 3  # 1.1 added MREF, 1.2 EMBT, 1.3 CODR; a file is written with the lowest minor that holds its chunks
 MODEL_HASH_BYTES = 32  # SHA-256
 
 CHUNK_HEAD, CHUNK_DECO, CHUNK_EMBD, CHUNK_AUDIO = "HEAD", "DECO", "EMBD", "audi"
 CHUNK_MREF = "MREF"  # in place of DECO: the SHA-256 of the .cnrvm model that holds the decoder
 CHUNK_EMBT = "EMBT"  # in place of EMBD: the embeddings' symbols coded as differences from the previous frame's
-CHUNK_ORDER = (CHUNK_HEAD, CHUNK_DECO, CHUNK_MREF, CHUNK_EMBD, CHUNK_EMBT, CHUNK_AUDIO, CHUNK_META,
+CHUNK_CODR = "CODR"  # the coders beyond raw and categorical that the file's tensor records use (Laplace)
+CHUNK_ORDER = (CHUNK_HEAD, CHUNK_CODR, CHUNK_DECO, CHUNK_MREF, CHUNK_EMBD, CHUNK_EMBT, CHUNK_AUDIO, CHUNK_META,
                CHUNK_END)  # writer order = known types
 
 PACKET_KEYFRAME, PACKET_HAS_PTS, PACKET_HAS_DTS = 0x01, 0x02, 0x04
@@ -116,10 +119,11 @@ def write_container(container: Container) -> bytes:
                          and not container.decoder, f"a model reference is {MODEL_HASH_BYTES} bytes and replaces the decoder")
     else:
         require_writable(len(container.decoder) >= 1, "no decoder tensors and no model reference")
+    coders = ALL_CODERS  # the writer declares in CODR whatever it uses beyond the base coders
     for i, record in enumerate(container.decoder):
-        check_tensor(record, f"decoder tensor {i}")
+        check_tensor(record, f"decoder tensor {i}", coders)
     if container.embeddings is not None:
-        check_tensor(container.embeddings, "embeddings")
+        check_tensor(container.embeddings, "embeddings", coders)
     try:
         data = _encode(container)
     except (struct.error, TypeError, ValueError, OverflowError, AttributeError) as exc:
@@ -133,6 +137,8 @@ def write_container(container: Container) -> bytes:
 
 def _encode(container: Container) -> bytes:
     chunks = [(CHUNK_HEAD, _encode_head(container.header))]
+    if extra := extra_coders(container):
+        chunks.append((CHUNK_CODR, struct.pack(f"<B{len(extra)}B", len(extra), *extra)))
     if container.model_ref is None:
         chunks.append((CHUNK_DECO, encode_decoder(container.decoder)))
     else:
@@ -148,9 +154,17 @@ def _encode(container: Container) -> bytes:
     return frame_chunks(CNRV_FORMAT, chunks, minor=written_minor(container))
 
 
+def extra_coders(container: Container) -> tuple[int, ...]:
+    """The coders beyond raw and categorical that the container's records use, in ascending order."""
+    records = container.decoder + ((container.embeddings,) if container.embeddings is not None else ())
+    return tuple(sorted(coders_used(records) - set(BASE_CODERS)))
+
+
 def written_minor(container: Container) -> int:
     """The lowest minor version that has every chunk the file holds (section 3), so that a reader of
     an older minor refuses only the files it cannot decode, and says to upgrade."""
+    if extra_coders(container):
+        return 3
     if container.embeddings is not None and container.embeddings_temporal:
         return 2
     return 1 if container.model_ref is not None else 0
@@ -207,6 +221,11 @@ def _parse(view: memoryview) -> Container:
     if parts[CHUNK_HEAD].model.arch == "cnerv" and embeddings is None:
         raise CorruptContainerError(f"corrupt .cnrv: no EMBD (or EMBT) chunk before FEND at byte {infos[-1].offset}")
     records = parts.get(CHUNK_DECO, ()) + ((embeddings,) if embeddings is not None else ())
+    undeclared = coders_used(records) - set(BASE_CODERS) - set(parts.get(CHUNK_CODR, ()))
+    if undeclared:
+        names = ", ".join(CODER_NAMES[c] for c in sorted(undeclared))
+        raise CorruptContainerError(f"corrupt .cnrv: tensor records use coder {names}, which no CODR chunk declares "
+                                    f"(before FEND at byte {infos[-1].offset})")
     coded_bytes = sum(info.length for info in infos if info.kind in (CHUNK_DECO, CHUNK_EMBD, CHUNK_EMBT))
     check_density(records, coded_bytes, ".cnrv")
     return Container(parts[CHUNK_HEAD], parts.get(CHUNK_DECO, ()), embeddings, parts.get(CHUNK_AUDIO),
@@ -224,6 +243,8 @@ def _read_chunk(cur: ChunkCursor, parts: dict[str, Any], version: tuple[int, int
     elif kind == CHUNK_MREF:
         parts[kind] = bytes(cur.take(MODEL_HASH_BYTES, "model SHA-256"))
         cur.expect_end()
+    elif kind == CHUNK_CODR:
+        parts[kind] = _read_coders(cur, version)
     elif kind in (CHUNK_EMBD, CHUNK_EMBT):
         parts[kind] = _read_embeddings(cur, parts[CHUNK_HEAD])
     elif kind == CHUNK_AUDIO:
@@ -239,6 +260,24 @@ def _read_chunk(cur: ChunkCursor, parts: dict[str, Any], version: tuple[int, int
                 "upgrade cnervcodec")
         raise CorruptContainerError(f"corrupt .cnrv: chunk {kind} at byte {offset} is critical but unknown to "
                                     f"format {ours}")
+
+
+def _read_coders(cur: ChunkCursor, version: tuple[int, int]) -> tuple[int, ...]:
+    """CODR: a count, then that many coder ids, ascending, each beyond the base coders. An id this
+    reader does not know, in a file of a newer minor, is a coder it cannot decode: upgrade."""
+    count = cur.number("<B", "coder count", 1, 255)
+    at, ids = cur.pos, cur.unpack(f"<{count}B", "coder ids")
+    cur.expect_end()
+    if list(ids) != sorted(set(ids)) or min(ids) < len(BASE_CODERS):
+        cur.fail(f"coder ids {list(ids)} must ascend without repeats, each >= {len(BASE_CODERS)}", at)
+    if max(ids) >= len(CODER_NAMES):
+        if version[1] > MINOR_VERSION:
+            raise UnsupportedVersionError(
+                f"unsupported .cnrv: chunk CODR at byte {cur.info.offset} declares coder {max(ids)}, unknown to this "
+                f"cnervcodec (format {MAJOR_VERSION}.{MINOR_VERSION}); the file was written by format version "
+                f"{version[0]}.{version[1]}: upgrade cnervcodec")
+        cur.fail(f"coder id {max(ids)} is unknown to format {MAJOR_VERSION}.{MINOR_VERSION}", at)
+    return ids
 
 
 def _read_head(cur: ChunkCursor) -> StreamHeader:

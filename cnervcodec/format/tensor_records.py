@@ -16,9 +16,12 @@ from cnervcodec.errors import CorruptContainerError
 from cnervcodec.format.chunks import U32_MAX, ChunkCursor
 from cnervcodec.format.records import (
     AXIS_TENSOR,
+    BASE_CODERS,
     CODER_CATEGORICAL,
+    CODER_LAPLACE,
     CODER_NAMES,
     CODER_RAW,
+    LaplaceModel,
     QuantParams,
     SymbolStream,
     TensorRecord,
@@ -51,6 +54,8 @@ def symbol_stream_nbytes(stream: SymbolStream) -> int:
     """Bytes the stream takes in its tensor record (coder byte onwards): what the encoder minimises."""
     if stream.coder == CODER_RAW:
         return 5 + len(stream.payload)
+    if stream.coder == CODER_LAPLACE:
+        return 5 + 8 + 4 + len(stream.payload)
     counts = np.asarray(stream.counts, np.uint64)
     varint_bytes = counts.size + sum(int((counts >> np.uint64(7 * k)).astype(bool).sum()) for k in range(1, 5))
     return 5 + 4 + varint_bytes + 4 + len(stream.payload)
@@ -70,8 +75,10 @@ def ranges_stay_finite(offsets: np.ndarray, scales: np.ndarray, bits: int) -> bo
     return bool(np.isfinite(top).all())
 
 
-def check_tensor(record: TensorRecord, what: str) -> None:
+def check_tensor(record: TensorRecord, what: str, coders: tuple[int, ...] = BASE_CODERS) -> None:
+    """Refuse (ValueError) a record a reader would refuse; ``coders`` are the coders the file may use."""
     quant, stream, shape = record.quant, record.stream, record.shape
+    require_writable(stream.coder in coders, f"{what}: coder {stream.coder} is not one this file may use {coders}")
     require_writable(isinstance(shape, tuple) and 1 <= len(shape) <= MAX_NDIM and isinstance(quant.bits, int)
              and isinstance(quant.axis, int) and AXIS_TENSOR <= quant.axis < len(shape), f"{what}: bad shape or axis")
     n_values, n_ranges = math.prod(shape), 1 if quant.axis == AXIS_TENSOR else shape[quant.axis]
@@ -91,6 +98,24 @@ def check_tensor(record: TensorRecord, what: str) -> None:
         require_writable(int(counts.sum(dtype=np.uint64)) == n_values, f"{what}: counts must sum to n_symbols")
         require_writable(len(stream.payload) % 4 == 0, f"{what}: categorical payload must be whole u32 words")
         require_writable(counts.size > 1 or not stream.payload, f"{what}: a one-symbol stream has no words")
+    elif stream.coder == CODER_LAPLACE:
+        model = stream.laplace
+        require_writable(isinstance(model, LaplaceModel) and laplace_problem(model, quant.bits) is None,
+                         f"{what}: {laplace_problem(model, quant.bits) if model else 'no Laplace model'}")
+        require_writable(np.size(stream.counts) == 0 and stream.first_symbol == 0, f"{what}: a Laplace stream has no counts")
+        require_writable(len(stream.payload) % 4 == 0, f"{what}: Laplace payload must be whole u32 words")
+        require_writable(model.size > 1 or not stream.payload, f"{what}: a one-symbol stream has no words")
+
+
+def laplace_problem(model: LaplaceModel, bits: int) -> str | None:
+    """What makes a Laplace model invalid for ``bits``-bit symbols (section 6, coder 2), or None."""
+    if not (0 <= model.first and 1 <= model.size and model.first + model.size <= 1 << bits):
+        return f"Laplace symbols {model.first}..{model.first + model.size - 1} exceed {bits} bits"
+    if not model.first <= model.center < model.first + model.size:
+        return f"Laplace centre {model.center} outside its symbols {model.first}..{model.first + model.size - 1}"
+    if not 1 <= model.decay < 1 << 16:
+        return f"Laplace decay {model.decay} outside 1..65535"
+    return None
 
 
 def encode_decoder(records: tuple[TensorRecord, ...]) -> bytes:
@@ -103,8 +128,12 @@ def encode_tensor(record: TensorRecord) -> bytes:
     ranges = np.stack([quant.offsets, quant.scales], axis=1).astype("<f4").tobytes()
     head = struct.pack(f"<B{ndim}IBb", ndim, *record.shape, quant.bits, quant.axis) + ranges
     head += struct.pack("<BI", stream.coder, stream.n_symbols)
-    if stream.coder != CODER_CATEGORICAL:
+    if stream.coder == CODER_RAW:
         return head + stream.payload
+    if stream.coder == CODER_LAPLACE:
+        m = stream.laplace
+        model = struct.pack("<HHHHI", m.first, m.size - 1, m.center, m.decay, len(stream.payload) // 4)
+        return head + model + stream.payload
     varints = bytearray()
     for count in stream.counts.tolist():
         while count >= 0x80:
@@ -115,15 +144,19 @@ def encode_tensor(record: TensorRecord) -> bytes:
     return head + counts + struct.pack("<I", len(stream.payload) // 4) + stream.payload
 
 
-def read_decoder(cur: ChunkCursor) -> tuple[TensorRecord, ...]:
-    """A DECO payload: 1..MAX_TENSORS tensor records filling the chunk exactly."""
+ALL_CODERS = tuple(range(len(CODER_NAMES)))
+
+
+def read_decoder(cur: ChunkCursor, coders: tuple[int, ...] = ALL_CODERS) -> tuple[TensorRecord, ...]:
+    """A DECO payload: 1..MAX_TENSORS tensor records filling the chunk exactly, each coded by one of
+    ``coders`` (a stream checks its CODR declaration after the whole file is read)."""
     count = cur.number("<H", "n_tensors", 1, MAX_TENSORS)
-    records = tuple(read_tensor(cur, f"tensor {i}") for i in range(count))
+    records = tuple(read_tensor(cur, f"tensor {i}", coders) for i in range(count))
     cur.expect_end()
     return records
 
 
-def read_tensor(cur: ChunkCursor, what: str) -> TensorRecord:
+def read_tensor(cur: ChunkCursor, what: str, coders: tuple[int, ...] = ALL_CODERS) -> TensorRecord:
     ndim = cur.number("<B", f"{what} ndim", 1, MAX_NDIM)
     at, shape = cur.pos, cur.unpack(f"<{ndim}I", f"{what} shape")
     if min(shape) < 1 or math.prod(shape) > MAX_TENSOR_VALUES:
@@ -138,11 +171,13 @@ def read_tensor(cur: ChunkCursor, what: str) -> TensorRecord:
     if not ranges_stay_finite(ranges[:, 0], ranges[:, 1], bits):
         cur.fail(f"{what} ranges overflow float32 at the largest {bits}-bit symbol", at)
     quant = QuantParams(bits, axis, ranges[:, 0].copy(), ranges[:, 1].copy())
-    return TensorRecord(shape, quant, _read_stream(cur, math.prod(shape), bits, what))
+    return TensorRecord(shape, quant, _read_stream(cur, math.prod(shape), bits, what, coders))
 
 
-def _read_stream(cur: ChunkCursor, n_values: int, bits: int, what: str) -> SymbolStream:
-    coder = cur.number("<B", f"{what} coder", 0, len(CODER_NAMES) - 1)
+def _read_stream(cur: ChunkCursor, n_values: int, bits: int, what: str, coders: tuple[int, ...]) -> SymbolStream:
+    at, coder = cur.pos, cur.number("<B", f"{what} coder", 0, len(CODER_NAMES) - 1)
+    if coder not in coders:
+        cur.fail(f"{what} coder {coder} ({CODER_NAMES[coder]}) is not allowed in this file", at)
     cur.number("<I", f"{what} n_symbols", n_values, n_values)
     if coder == CODER_RAW:
         n_bits = n_values * bits
@@ -150,19 +185,40 @@ def _read_stream(cur: ChunkCursor, n_values: int, bits: int, what: str) -> Symbo
         if n_bits % 8 and payload[-1] >> (n_bits % 8):
             cur.fail(f"{what} has nonzero padding bits", cur.pos - 1)
         return SymbolStream(CODER_RAW, n_values, payload)
+    if coder == CODER_LAPLACE:
+        return _read_laplace(cur, n_values, bits, what)
     at, (first_symbol, n_counts) = cur.pos, cur.unpack("<HH", f"{what} first_symbol and n_counts")
     if first_symbol + n_counts + 1 > 1 << bits:
         cur.fail(f"{what} symbols {first_symbol}..{first_symbol + n_counts} exceed {bits} bits", at)
     at, counts = cur.pos, _read_varints(cur, n_counts + 1, f"{what} counts")
     if int(counts.sum(dtype=np.uint64)) != n_values:
         cur.fail(f"{what} counts sum to {int(counts.sum(dtype=np.uint64))}, not n_symbols {n_values}", at)
+    payload = _read_words(cur, counts.size == 1, what)
+    return SymbolStream(CODER_CATEGORICAL, n_values, payload, first_symbol, counts)
+
+
+def _read_words(cur: ChunkCursor, one_symbol: bool, what: str) -> bytes:
+    """n_words and the ANS words after a model: none when the model has one symbol, no final zero word."""
     at, (n_words,) = cur.pos, cur.unpack("<I", f"{what} n_words")
     payload = bytes(cur.take(4 * n_words, f"{what} words"))
-    if counts.size == 1 and n_words:
+    if one_symbol and n_words:
         cur.fail(f"{what} has one symbol value, so no words, but n_words is {n_words}", at)
     if n_words and payload[-4:] == bytes(4):
         cur.fail(f"{what} words end with a zero word, which an ANS coder never writes", cur.pos - 4)
-    return SymbolStream(CODER_CATEGORICAL, n_values, payload, first_symbol, counts)
+    return payload
+
+
+def _read_laplace(cur: ChunkCursor, n_values: int, bits: int, what: str) -> SymbolStream:
+    at, (first, size_minus_one, center, decay) = cur.pos, cur.unpack("<HHHH", f"{what} Laplace model")
+    model = LaplaceModel(first, size_minus_one + 1, center, decay)
+    if problem := laplace_problem(model, bits):
+        cur.fail(f"{what}: {problem}", at)
+    payload = _read_words(cur, model.size == 1, what)
+    return SymbolStream(CODER_LAPLACE, n_values, payload, laplace=model)
+
+
+def coders_used(records: tuple[TensorRecord, ...]) -> set[int]:
+    return {record.stream.coder for record in records}
 
 
 def _read_varints(cur: ChunkCursor, count: int, what: str) -> np.ndarray:
