@@ -19,15 +19,13 @@ from cnervcodec.format.records import (
     CODER_CATEGORICAL,
     CODER_LAPLACE,
     CODER_RAW,
+    STREAM_CODERS,
     SymbolStream,
     TensorRecord,
 )
 from cnervcodec.format.tensor_records import symbol_stream_nbytes
 from cnervcodec.model import Decoder, bitstream_tensors
 from cnervcodec.quantize import dequantize, quantize_tensor
-
-
-STREAM_CODERS = (CODER_RAW, CODER_CATEGORICAL, CODER_LAPLACE)  # a .cnrv may use all (format 1.3, CODR)
 
 
 def code_symbols(symbols: np.ndarray, bits: int, coders: tuple[int, ...] = BASE_CODERS) -> SymbolStream:

@@ -16,6 +16,7 @@ CODER_CATEGORICAL = 1  # constriction ANS with a categorical model from the symb
 CODER_LAPLACE = 2  # ANS with a discrete Laplace model of four integers (format 1.3, streams declaring it in CODR)
 CODER_NAMES = ("raw", "categorical", "laplace")  # indexed by coder id
 BASE_CODERS = (CODER_RAW, CODER_CATEGORICAL)  # what every 1.x reader knows; others are declared by the file
+STREAM_CODERS = (CODER_RAW, CODER_CATEGORICAL, CODER_LAPLACE)  # what a .cnrv may use (1.3: beyond the base, in CODR)
 
 AXIS_TENSOR = -1  # one (offset, scale) pair for the whole tensor
 

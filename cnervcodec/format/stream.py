@@ -35,9 +35,16 @@ from cnervcodec.format.chunks import (
     walk_chunks,
 )
 from cnervcodec.format.network_fields import encode_model_config, read_model_config
-from cnervcodec.format.records import BASE_CODERS, CODER_NAMES, AudioPacket, AudioTrack, ColorInfo, TensorRecord
+from cnervcodec.format.records import (
+    BASE_CODERS,
+    CODER_NAMES,
+    STREAM_CODERS,
+    AudioPacket,
+    AudioTrack,
+    ColorInfo,
+    TensorRecord,
+)
 from cnervcodec.format.tensor_records import (
-    ALL_CODERS,
     MAX_BITS,
     check_density,
     check_tensor,
@@ -119,11 +126,10 @@ def write_container(container: Container) -> bytes:
                          and not container.decoder, f"a model reference is {MODEL_HASH_BYTES} bytes and replaces the decoder")
     else:
         require_writable(len(container.decoder) >= 1, "no decoder tensors and no model reference")
-    coders = ALL_CODERS  # the writer declares in CODR whatever it uses beyond the base coders
-    for i, record in enumerate(container.decoder):
-        check_tensor(record, f"decoder tensor {i}", coders)
+    for i, record in enumerate(container.decoder):  # what it uses beyond the base coders goes in CODR
+        check_tensor(record, f"decoder tensor {i}", STREAM_CODERS)
     if container.embeddings is not None:
-        check_tensor(container.embeddings, "embeddings", coders)
+        check_tensor(container.embeddings, "embeddings", STREAM_CODERS)
     try:
         data = _encode(container)
     except (struct.error, TypeError, ValueError, OverflowError, AttributeError) as exc:

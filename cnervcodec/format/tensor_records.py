@@ -21,6 +21,7 @@ from cnervcodec.format.records import (
     CODER_LAPLACE,
     CODER_NAMES,
     CODER_RAW,
+    STREAM_CODERS,
     LaplaceModel,
     QuantParams,
     SymbolStream,
@@ -100,8 +101,9 @@ def check_tensor(record: TensorRecord, what: str, coders: tuple[int, ...] = BASE
         require_writable(counts.size > 1 or not stream.payload, f"{what}: a one-symbol stream has no words")
     elif stream.coder == CODER_LAPLACE:
         model = stream.laplace
-        require_writable(isinstance(model, LaplaceModel) and laplace_problem(model, quant.bits) is None,
-                         f"{what}: {laplace_problem(model, quant.bits) if model else 'no Laplace model'}")
+        require_writable(isinstance(model, LaplaceModel), f"{what}: no Laplace model")
+        problem = laplace_problem(model, quant.bits)
+        require_writable(problem is None, f"{what}: {problem}")
         require_writable(np.size(stream.counts) == 0 and stream.first_symbol == 0, f"{what}: a Laplace stream has no counts")
         require_writable(len(stream.payload) % 4 == 0, f"{what}: Laplace payload must be whole u32 words")
         require_writable(model.size > 1 or not stream.payload, f"{what}: a one-symbol stream has no words")
@@ -144,10 +146,7 @@ def encode_tensor(record: TensorRecord) -> bytes:
     return head + counts + struct.pack("<I", len(stream.payload) // 4) + stream.payload
 
 
-ALL_CODERS = tuple(range(len(CODER_NAMES)))
-
-
-def read_decoder(cur: ChunkCursor, coders: tuple[int, ...] = ALL_CODERS) -> tuple[TensorRecord, ...]:
+def read_decoder(cur: ChunkCursor, coders: tuple[int, ...] = STREAM_CODERS) -> tuple[TensorRecord, ...]:
     """A DECO payload: 1..MAX_TENSORS tensor records filling the chunk exactly, each coded by one of
     ``coders`` (a stream checks its CODR declaration after the whole file is read)."""
     count = cur.number("<H", "n_tensors", 1, MAX_TENSORS)
@@ -156,7 +155,7 @@ def read_decoder(cur: ChunkCursor, coders: tuple[int, ...] = ALL_CODERS) -> tupl
     return records
 
 
-def read_tensor(cur: ChunkCursor, what: str, coders: tuple[int, ...] = ALL_CODERS) -> TensorRecord:
+def read_tensor(cur: ChunkCursor, what: str, coders: tuple[int, ...] = STREAM_CODERS) -> TensorRecord:
     ndim = cur.number("<B", f"{what} ndim", 1, MAX_NDIM)
     at, shape = cur.pos, cur.unpack(f"<{ndim}I", f"{what} shape")
     if min(shape) < 1 or math.prod(shape) > MAX_TENSOR_VALUES:
