@@ -56,7 +56,7 @@ CLIPS = {
 DEFAULT_CLIPS = ["carphone", "bikes", "basketballpass", "bigbuckbunny", "foreman"]
 
 
-HEADER = ["clip", "frames x W x H", "anchor", "CNeRV bpp", "CNeRV YUV-PSNR dB", "BD-rate (YUV-PSNR)",
+HEADER = ["clip", "frames x W x H", "rate-aware", "anchor", "CNeRV bpp", "CNeRV YUV-PSNR dB", "BD-rate (YUV-PSNR)",
           "BD-PSNR", "BD-rate (MS-SSIM dB)", "overlap PSNR / log-rate"]
 
 
@@ -81,16 +81,48 @@ def fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def result_path(results_dir: Path, name: str, rate_aware: str) -> Path:
+    """rd_<clip>.json for the default (rate-aware) run, rd_<clip>_off.json for --rate-aware off."""
+    return results_dir / (f"rd_{name}.json" if rate_aware == "on" else f"rd_{name}_off.json")
+
+
+def saving_rows(name: str, reports: dict[str, dict], method: str) -> list[list[str]]:
+    """What rate-aware training saves: BD-rate of the ``on`` curve against the ``off`` one of the same run."""
+    if set(reports) != {"on", "off"}:
+        return []
+    saving = bd_against(reports["off"]["cnerv"]["points"], reports["on"]["cnerv"]["points"], method)
+    i = reports["on"]["input"]
+    return [[name, f"{i['frames']}x{i['width']}x{i['height']}", "on vs off", "CNeRV off", "", "",
+             fmt(saving["bd_rate_psnr"], "+.1f") + " %", fmt(saving["bd_psnr"], "+.2f") + " dB",
+             fmt(saving["bd_rate_ms_ssim"], "+.1f") + " %", f"{saving['overlap']:.0%} / {saving['overlap_log_rate']:.0%}"]]
+
+
+POINT_HEADER = ["clip", "rate-aware", "target bpp", "bytes", "bpp", "YUV-PSNR dB", "decoder params", "lambda",
+                "estimated bytes", "estimate error", "encode s"]
+
+
+def point_rows(name: str, report: dict) -> list[list[str]]:
+    """Every CNeRV point: its file against the rate model's estimate, and what the encode cost."""
+    rows = []
+    for p in report["cnerv"]["candidates"]:
+        rows.append([name, "on" if p.get("rate_aware") else "off", f"{p['target_bpp']:g}", f"{p['bytes']:,}",
+                     f"{p['bpp']:.4f}", f"{p['psnr_yuv']:.2f}", f"{p['decoder_params']:,}", f"{p.get('lambda', 0):g}",
+                     f"{p['estimated_bytes']:,.0f}" if "estimated_bytes" in p else "n/a",
+                     fmt(p.get("estimate_error"), "+.2%"), fmt(p.get("encode_seconds"), ".0f")])
+    return rows
+
+
 def table_rows(name: str, report: dict) -> list[list[str]]:
     cnerv = report["cnerv"]["points"]
     i = report["input"]
+    rate_aware = "on" if cnerv[0].get("rate_aware") else "off"
     rows = []
     for anchor in ("x264", "x265", "av1"):
         if anchor not in report:
             continue
         a = report[anchor]
         rows.append([
-            name, f"{i['frames']}x{i['width']}x{i['height']}", anchor,
+            name, f"{i['frames']}x{i['width']}x{i['height']}", rate_aware, anchor,
             f"{cnerv[0]['bpp']:.3f}-{cnerv[-1]['bpp']:.3f}",
             f"{cnerv[0]['psnr_yuv']:.2f}-{cnerv[-1]['psnr_yuv']:.2f}",
             fmt(a["bd_rate_psnr"], "+.1f") + " %", fmt(a["bd_psnr"], "+.2f") + " dB",
@@ -111,16 +143,20 @@ def retabulate(args: argparse.Namespace) -> None:
     """Rebuild the table (and plots) from saved results, BD recomputed by the current ``bd_against``."""
     rows, header_note = [], ""
     for name in args.clips:
-        path = args.results_dir / f"rd_{name}.json"
-        if not path.is_file():
-            continue
-        report = json.loads(path.read_text())
-        anchors = [a for a in ("x264", "x265", "av1") if a in report]
-        for anchor in anchors:
-            report[anchor] |= bd_against(report[anchor]["points"], report["cnerv"]["points"], report["method"])
-        path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-        rows += table_rows(name, report)
-        header_note = report.get("table_title", header_note)
+        reports = {}
+        for rate_aware in ("on", "off"):
+            path = result_path(args.results_dir, name, rate_aware)
+            if not path.is_file():
+                continue
+            report = reports[rate_aware] = json.loads(path.read_text())
+            anchors = [a for a in ("x264", "x265", "av1") if a in report]
+            for anchor in anchors:
+                report[anchor] |= bd_against(report[anchor]["points"], report["cnerv"]["points"], report["method"])
+            path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+            rows += table_rows(name, report)
+            header_note = report.get("table_title", header_note)
+        if reports:
+            rows += saving_rows(name, reports, next(iter(reports.values()))["method"])
     text = print_table(header_note or "RD results", HEADER, rows)
     if args.md_out:
         args.md_out.write_text(text)
@@ -142,6 +178,8 @@ def main() -> None:
     parser.add_argument("--anchors", nargs="+", default=["x264", "x265"])
     parser.add_argument("--anchor-preset", default="medium")
     parser.add_argument("--points", type=int, default=4)
+    parser.add_argument("--rate-aware", nargs="+", default=["on"], choices=["on", "off"],
+                        help="rate-aware training on, off, or both side by side (on off) [default: on]")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--md-out", type=Path)
     parser.add_argument("--table-only", action="store_true",
@@ -158,15 +196,18 @@ def main() -> None:
     epochs = args.epochs or recipe.epochs
     recipe_name = args.preset if args.epochs is None else "custom"
     ladder = None if args.size else tuple(args.bpp_ladder)
-    rd = RdSettings(anchors=tuple(args.anchors), points=args.points, anchor_preset=args.anchor_preset,
-                    prune_epochs=recipe.prune_epochs, bpp_ladder=ladder)
+    settings = {mode: RdSettings(anchors=tuple(args.anchors), points=args.points, anchor_preset=args.anchor_preset,
+                                 prune_epochs=recipe.prune_epochs, bpp_ladder=ladder,
+                                 rate_aware=mode == "on" and ladder is not None)
+                for mode in dict.fromkeys(args.rate_aware)}
+    rd = next(iter(settings.values()))
     fit_config = (FitConfig(epochs=epochs) if ladder is None else
                   FitConfig(epochs=epochs, lr=RATE_LR, loss=RATE_LOSS))
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    rows, started = [], time.monotonic()
+    rows, per_point, started = [], [], time.monotonic()
     args.results_dir.mkdir(parents=True, exist_ok=True)
     cnerv_text = (f"rate control at {'/'.join(f'{b:g}' for b in ladder)} bpp, one fit each ({recipe_name}: "
-                  f"{epochs} epochs, {RATE_LOSS})" if ladder else
+                  f"{epochs} epochs, {RATE_LOSS}; rate-aware {'/'.join(settings)})" if ladder else
                   f"{args.size} ({recipe_name}: {epochs} epochs, +{recipe.prune_epochs} after pruning; bits "
                   f"{'/'.join(map(str, rd.bits_ladder))}, prune {'/'.join(f'{p:g}' for p in rd.prune_ladder)}, embed "
                   f"{rd.embed_bits} bits, best {rd.points} points)")
@@ -177,24 +218,35 @@ def main() -> None:
              f"{time.strftime('%Y-%m-%d')}")
     for name in args.clips:
         clip = read_clip(args.clips_dir, name, full)
-        log(f"== {name}: {clip.n_frames} frames {clip.width}x{clip.height}")
         model = build_model_config("cnerv", args.size or "S", clip.height, clip.width)
-        report = run(clip.frames, clip.fps, model, fit_config, rd, device, planes=clip.planes,
-                     source_name=CLIPS[name][0], size=args.size or "auto", preset=args.preset, log=log)
-        report["machine"] = describe(device)
-        report["table_title"] = title
-        (args.results_dir / f"rd_{name}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-        try:
-            from cnervcodec.eval.rdplot import plot_rd
+        reports = {}
+        for mode, rd in settings.items():
+            log(f"== {name}: {clip.n_frames} frames {clip.width}x{clip.height}, rate-aware {mode}")
+            report = reports[mode] = run(clip.frames, clip.fps, model, fit_config, rd, device, planes=clip.planes,
+                                         source_name=CLIPS[name][0], size=args.size or "auto", preset=args.preset,
+                                         log=log)
+            report["machine"] = describe(device)
+            report["table_title"] = title
+            path = result_path(args.results_dir, name, mode)
+            path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+            try:
+                from cnervcodec.eval.rdplot import plot_rd
 
-            plot_rd(plot_curves(report, rd.anchors), args.results_dir / f"rd_{name}.png",
-                    title=f"{name}: {clip.n_frames} frames {clip.width}x{clip.height}, CNeRV {args.size or 'auto'} "
-                          f"{recipe_name}, {epochs} epochs on {describe(device)}")
-        except Exception as error:  # the plot is a convenience; the JSON and the table are the result
-            log(f"no plot for {name}: {error}")
-        rows += table_rows(name, report)
-        log(f"   done in {report['seconds']:.0f} s")
+                plot_rd(plot_curves(report, rd.anchors), path.with_suffix(".png"),
+                        title=f"{name}: {clip.n_frames} frames {clip.width}x{clip.height}, CNeRV "
+                              f"{args.size or 'auto'} {recipe_name}, {epochs} epochs, rate-aware {mode} on "
+                              f"{describe(device)}")
+            except Exception as error:  # the plot is a convenience; the JSON and the table are the result
+                log(f"no plot for {name}: {error}")
+            rows += table_rows(name, report)
+            if ladder:
+                per_point += point_rows(name, report)
+            log(f"   done in {report['seconds']:.0f} s")
+        rows += saving_rows(name, reports, rd.method)
     text = print_table(f"{title}, {time.monotonic() - started:.0f} s in all", HEADER, rows)
+    if per_point:
+        text += "\n" + print_table("Every CNeRV point (estimate: the rate term's model on the file's symbols, "
+                                    "plus the file's other bytes)", POINT_HEADER, per_point)
     if args.md_out:
         args.md_out.write_text(text)
 

@@ -40,11 +40,13 @@ from cnervcodec.format.tensor_records import (
 from cnervcodec.interpolate import check_interpolation, render_interpolated
 from cnervcodec.model import Decoder, render_range
 from cnervcodec.prune import prune_fit, sparsity
+from cnervcodec.rate_training import EMBEDDINGS
 from cnervcodec.ratecontrol import RateTarget, coding_candidates, in_window, solve
 from cnervcodec.tensor_coding import (
     STREAM_CODERS,
     compress_decoder,
     compress_embeddings,
+    estimated_payload_bits,
     restore_embeddings,
     restored_decoder,
 )
@@ -142,15 +144,31 @@ def code_fit(fitted: FitResult, fps: Fraction, compression: CompressionConfig, *
     if embeddings is None:
         raise BadInputError("only CNeRV fits can be coded: a NeRV network has no per-frame embeddings")
     decoder = fitted.network.decoder
-    records = compress_decoder(decoder, compression, STREAM_CODERS)
-    embedding_record, temporal = compress_embeddings(embeddings.numpy(), compression.embed_bits,
-                                                     compression.embed_axis)
+    weight_steps, embed_step = coding_steps(fitted, compression)
+    try:
+        records = compress_decoder(decoder, compression, STREAM_CODERS, steps=weight_steps)
+        embedding_record, temporal = compress_embeddings(embeddings.numpy(), compression.embed_bits,
+                                                         compression.embed_axis, step=embed_step)
+    except ValueError as error:  # a learned step scaled too fine for 16-bit symbols
+        raise BadInputError(f"cannot code this network: {error}") from None
     _check_density(records + (embedding_record,), compression)
     header = StreamHeader(model=fitted.network.config, n_frames=embeddings.shape[0], fps=fps, color=color,
-                          weight_bits=compression.weight_bits, embed_bits=compression.embed_bits,
+                          weight_bits=max(r.quant.bits for r in records), embed_bits=embedding_record.quant.bits,
                           prune_fraction=round(sparsity(decoder), 6))
     return write_container(Container(header=header, decoder=records, embeddings=embedding_record, audio=audio,
                                      metadata=dict(metadata or {}), embeddings_temporal=temporal))
+
+
+def coding_steps(fitted: FitResult, compression: CompressionConfig) -> tuple[dict[str, float] | None, float | None]:
+    """(per-tensor weight steps, embedding step) to code with: the fit's learned steps times the
+    config's factors, or (None, None) for eq. 4's min-max ranges."""
+    if not compression.learned_steps:
+        return None, None
+    if fitted.quant_steps is None:
+        raise BadInputError("learned quantization steps need a rate-aware fit (--lambda > 0)")
+    steps = {name: step * compression.weight_step_scale for name, step in fitted.quant_steps.items()
+             if name != EMBEDDINGS}
+    return steps, fitted.quant_steps[EMBEDDINGS] * (compression.embed_step_scale or 1.0)
 
 
 def _check_density(records: tuple[TensorRecord, ...], compression: CompressionConfig) -> None:
@@ -280,6 +298,47 @@ def decode(data: bytes, *, model_file: ModelFile | None = None, start: int = 0, 
     return torch.cat(list(render_frames(network, torch.device(device), batch, start=start, count=frames)))
 
 
+@dataclass(frozen=True)
+class RateEstimate:
+    """A file's bytes against the rate model's estimate of them: the coded symbols' payload under the
+    rate term's two-sided geometric law, plus every other byte of the file (headers, ranges, models),
+    which is known exactly."""
+
+    file_bytes: int
+    payload_bytes: int
+    estimated_payload_bytes: float
+
+    @property
+    def estimated_bytes(self) -> float:
+        return self.file_bytes - self.payload_bytes + self.estimated_payload_bytes
+
+    @property
+    def error(self) -> float:
+        """(estimate - real) / real, over the whole file."""
+        return self.estimated_bytes / self.file_bytes - 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file_bytes": self.file_bytes, "estimated_bytes": round(self.estimated_bytes, 1),
+                "payload_bytes": self.payload_bytes, "estimated_payload_bytes": round(self.estimated_payload_bytes, 1),
+                "estimate_error": round(self.error, 5)}
+
+
+def rate_estimate(data: bytes) -> RateEstimate:
+    """How far a ``.cnrv``'s real bytes are from the rate model's estimate (``tensor_coding.estimated_payload_bits``)."""
+    container = read_container(data)
+    records = container.decoder + ((container.embeddings,) if container.embeddings is not None else ())
+    payload = sum(len(r.stream.payload) for r in records)
+    estimate = sum(estimated_payload_bits(r) for r in records) / 8
+    return RateEstimate(file_bytes=len(data), payload_bytes=payload, estimated_payload_bytes=estimate)
+
+
+def coded_bits(data: bytes) -> dict[str, Any]:
+    """How a written .cnrv coded its tensors, for reports: the widest weight and embedding symbols, and
+    its bytes against the rate model's estimate (``rate_estimate``)."""
+    header = read_container(data).header
+    return {"weight_bits": header.weight_bits, "embed_bits": header.embed_bits, **rate_estimate(data).to_dict()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Rate control (the choice itself lives in ``ratecontrol``)
 
@@ -317,7 +376,8 @@ def encode_at_rate(frames_u8: torch.Tensor, fps: Fraction, target: RateTarget, f
     """Encode under rate control: the network ``ratecontrol.solve`` sizes for ``target``, fitted (and
     pruned), then coded at the bit depths ``code_fit_at_rate`` finds best within the window."""
     n_frames, _, height, width = frames_u8.shape
-    model = solve(target, n_frames, height, width, weight_bits=weight_bits, strict=strict)
+    model = solve(target, n_frames, height, width, weight_bits=weight_bits, strict=strict,
+                  rate_aware=fit_config.rate_lambda > 0)
     fitted = fit(frames_u8, model, fit_config, device, planes=planes,
                  progress=(lambda p: progress("fit", p)) if progress else None, should_stop=should_stop)
     pruned = prune_fit(frames_u8, fitted, prune, device,
@@ -339,7 +399,7 @@ def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, refer
     from cnervcodec.metrics import psnr_yuv_db
 
     coded = []
-    for compression in coding_candidates(weight_bits):
+    for compression in coding_candidates(weight_bits, learned_steps=fitted.quant_steps is not None):
         try:
             data = code_fit(fitted, fps, compression, color=color, metadata=metadata)
         except BadInputError:  # too few bits for this network (a decompression-bomb shape): not a candidate

@@ -275,6 +275,9 @@ class FitConfig:
     # Train on frames 0, K, 2K, ... only (1: every frame). Unlike `holdout`, this is an encoder speed
     # setting: CNeRV's encoder still embeds every frame from its content, so the file holds them all.
     fit_every: int = 1
+    # Rate-aware training (rate_training): D + rate_lambda * bpp with learned quantization steps; 0: off
+    # (quantization after the fit, eq. 4). CNeRV only: a NeRV fit ignores it.
+    rate_lambda: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -291,6 +294,7 @@ class FitConfig:
         if self.holdout == 1 or not 0 <= self.holdout <= 1_000_000:
             raise BadInputError(f"--holdout must be 0 (off) or at least 2, got {self.holdout}")
         _check_int("fit_every", self.fit_every, 1, 1000)
+        _check_float("lambda", self.rate_lambda, 0.0, 1e6)
         if self.holdout and self.fit_every > 1:
             raise BadInputError("--holdout and --fit-every both choose the training frames: pass one or the other")
         return self
@@ -321,12 +325,23 @@ class CompressionConfig:
     embed_bits: int = 6
     weight_axis: int = -1
     embed_axis: int = -1
+    # A rate-aware fit's learned steps, times these factors, instead of eq. 4 at the bit depths above
+    # (None: eq. 4). The rate search scales them to land on a target (C3's post-training step search).
+    weight_step_scale: float | None = None
+    embed_step_scale: float | None = None
 
     def __post_init__(self) -> None:
         _check_int("bits", self.weight_bits, 1, 16)
         _check_int("embed-bits", self.embed_bits, 1, 16)
         _check_int("weight_axis", self.weight_axis, -1, 0)
         _check_int("embed_axis", self.embed_axis, -1, 1)
+        for name in ("weight_step_scale", "embed_step_scale"):
+            if getattr(self, name) is not None:
+                _check_float(name, getattr(self, name), 1e-3, 1e3)
+
+    @property
+    def learned_steps(self) -> bool:
+        return self.weight_step_scale is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

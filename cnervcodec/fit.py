@@ -27,6 +27,7 @@ from cnervcodec.errors import CheckpointError, CnervError
 from cnervcodec.losses import l1_ssim_loss, yuv_mse_loss
 from cnervcodec.metrics import rgb_to_yuv420
 from cnervcodec.model import VideoNetwork
+from cnervcodec.rate_training import INIT_EMBED_BITS, NOISE_FRACTION, QuantSteps, minmax_step
 from cnervcodec.safetensors_files import load_checkpoint, save_checkpoint
 
 # yuv-mse sees chroma only through 2x2 means, so an RGB output may put any chroma pattern inside a
@@ -80,6 +81,9 @@ class FitResult:
     fit_seconds: float  # wall time of the training loop, summed over resumed runs
     train_frames: int  # frame passes through the training step, summed over resumed runs
     steps: int
+    # Rate-aware fits (``rate_lambda`` > 0): the learned quantization step of every decoder tensor and
+    # of the embeddings (``rate_training.EMBEDDINGS``), which the coder quantizes with.
+    quant_steps: dict[str, float] | None = None
 
     @property
     def train_fps(self) -> float:
@@ -173,7 +177,12 @@ class _Trainer:
         self.seen, self.unseen = training_split(frames_u8.shape[0], config)
         self.steps_per_epoch = math.ceil(len(self.seen) / config.batch)
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr)
+        self.quant_steps = None
+        if config.rate_lambda > 0 and network.encoder is not None:
+            self.quant_steps = QuantSteps(self.network.decoder, embedding_step=1.0).to(device)
+        self.noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)  # quantization noise
+        self.optimizer = torch.optim.Adam(self.trainable(), lr=config.lr)
+        self.n_pixels = frames_u8.shape[0] * model_config.height * model_config.width  # of the whole clip: R's bpp
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.position = 0  # step within the current epoch
@@ -186,6 +195,15 @@ class _Trainer:
         """Measure the CNeRV encoder's input standardization on the training frames (fresh fits only)."""
         if self.network.encoder is not None:
             self.network.encoder.set_statistics(self.inputs[self.seen.to(self.device)])
+        if self.quant_steps is not None:  # the embeddings' step starts at eq. 4's for the first embeddings
+            with torch.no_grad():
+                embeddings = self.network.encoder(self.inputs[self.seen.to(self.device)])
+            self.quant_steps.log_embed_step.data.fill_(math.log(minmax_step(embeddings, INIT_EMBED_BITS)))
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        """What Adam updates: the network, then the learned steps of a rate-aware fit."""
+        extra = list(self.quant_steps.parameters()) if self.quant_steps is not None else []
+        return list(self.network.parameters()) + extra
 
     def optimizer_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {}
@@ -198,6 +216,10 @@ class _Trainer:
         extra = {"rng": self.generator.get_state()}
         if self.permutation is not None:
             extra["permutation"] = self.permutation
+        if self.quant_steps is not None:
+            extra["noise_rng"] = self.noise_generator.get_state()
+            extra["quant.weights"] = self.quant_steps.log_weight_steps.detach().cpu()
+            extra["quant.embeddings"] = self.quant_steps.log_embed_step.detach().cpu().reshape(1)
         state = {
             "step": self.step,
             "position": self.position,
@@ -216,6 +238,8 @@ class _Trainer:
             self.elapsed_s = float(state["elapsed_s"])
             self.train_frames = int(state["train_frames"])
             self.generator.set_state(tensors["rng"])
+            if self.quant_steps is not None:
+                self._restore_steps(tensors)
             optimizer_state = self._optimizer_state_from(tensors)
             self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": self.optimizer.state_dict()["param_groups"]})
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
@@ -230,9 +254,18 @@ class _Trainer:
         if not 0 <= self.step <= self.total_steps:
             raise CheckpointError(f"{path}: step {self.step} is outside this fit's {self.total_steps} steps")
 
+    def _restore_steps(self, tensors: dict[str, torch.Tensor]) -> None:
+        weights, embeddings = tensors["quant.weights"], tensors["quant.embeddings"]
+        if weights.shape != self.quant_steps.log_weight_steps.shape or embeddings.numel() != 1:
+            raise ValueError("learned quantization steps do not match the network")
+        with torch.no_grad():
+            self.quant_steps.log_weight_steps.copy_(weights.float())
+            self.quant_steps.log_embed_step.fill_(float(embeddings.reshape(())))
+        self.noise_generator.set_state(tensors["noise_rng"])
+
     def _optimizer_state_from(self, tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
         state: dict[int, dict[str, torch.Tensor]] = {}
-        params = list(self.network.parameters())
+        params = self.trainable()
         for key, value in tensors.items():
             if key.startswith("optim."):
                 _, index, name = key.split(".", 2)
@@ -253,10 +286,15 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.total_steps, self.config)
         device_indices = indices.to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-            pred = self.network(self.network.latent_for(self.inputs[device_indices]))
+        if self.quant_steps is not None:
+            pred, rate_bits = self.rate_aware_forward(device_indices)
+        else:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+                pred = self.network(self.network.latent_for(self.inputs[device_indices]))
         pred = pred.float()
         loss, mse = self.loss(pred, device_indices)
+        if self.quant_steps is not None:
+            loss = loss + self.config.rate_lambda * rate_bits / self.n_pixels
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -266,6 +304,21 @@ class _Trainer:
         self.position = (self.position + 1) % self.steps_per_epoch
         self.train_frames += len(indices)
         return loss.detach(), mse
+
+    def rate_aware_forward(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction from the quantized decoder and embeddings, estimated bits of the whole file's
+        weights and embeddings): each frame's predecessor goes through the encoder too, for the rate of
+        the temporal residuals the file codes."""
+        noise = None if self.step >= NOISE_FRACTION * self.total_steps else self.noise_generator
+        latent = self.network.latent_for(self.inputs[indices])
+        previous = self.network.latent_for(self.inputs[(indices - 1).clamp_min(0)])
+        coded_latent, embed_bits_per_frame = self.quant_steps.quantized_embeddings(latent, previous, noise)
+        weights, weight_bits = self.quant_steps.quantized_decoder(self.network.decoder, noise)
+        overrides = {f"decoder.{name}": value for name, value in weights.items()}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            pred = torch.func.functional_call(self.network, overrides, (coded_latent,))
+        n_frames = self.frames.shape[0]
+        return pred, weight_bits + embed_bits_per_frame * n_frames
 
     def loss(self, pred: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, per-frame MSE for the progress PSNR: RGB, or Y for the plane loss) of a batch."""
@@ -327,6 +380,7 @@ def _result(trainer: _Trainer) -> FitResult:
         fit_seconds=trainer.elapsed_s,
         train_frames=trainer.train_frames,
         steps=trainer.step,
+        quant_steps=trainer.quant_steps.values() if trainer.quant_steps is not None else None,
     )
 
 
@@ -339,11 +393,15 @@ def fine_tune(
     progress: Callable[[FitProgress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     planes: Planes | None = None,
+    quant_steps: dict[str, float] | None = None,
 ) -> FitResult:
     """Continue training an already fitted ``network`` (its encoder statistics kept), calling
     ``after_step`` after every optimizer step: pruning holds its masks this way. It trains on the
-    frames ``fit_config`` selects, so a recipe derived from the fit's own config keeps its split."""
+    frames ``fit_config`` selects, so a recipe derived from the fit's own config keeps its split;
+    a rate-aware recipe continues from the fit's learned ``quant_steps``."""
     trainer = _Trainer(frames_u8, network, fit_config, device, planes)
+    if trainer.quant_steps is not None and quant_steps is not None:
+        trainer.quant_steps.load_values(quant_steps)
     trainer.after_step = after_step
     after_step()
     _run(trainer, progress, CheckpointPolicy(), frames_fingerprint(frames_u8), should_stop)

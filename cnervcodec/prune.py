@@ -79,4 +79,4 @@ def prune_fit(
         return result
     recipe = replace(result.config, epochs=prune.epochs, lr=result.config.lr * prune.lr_frac, warmup_frac=0.0)
     return fine_tune(frames_u8, result.network, recipe, device, lambda: apply_masks(decoder, masks), progress,
-                     should_stop)
+                     should_stop, quant_steps=fitted.quant_steps)

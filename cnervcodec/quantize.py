@@ -12,6 +12,8 @@ for bit the ones the encoder measured its quality with.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cnervcodec.format.records import AXIS_TENSOR, QuantParams
@@ -66,6 +68,26 @@ def _unslice(rows: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
         return rows.reshape(shape)
     moved = (shape[axis],) + tuple(s for i, s in enumerate(shape) if i != axis)
     return np.ascontiguousarray(np.moveaxis(rows.reshape(moved), 0, axis))
+
+
+def step_params(values: np.ndarray, step: float) -> QuantParams:
+    """Parameters that put ``values`` on the grid ``k * step`` (a rate-aware fit's learned step): symbols
+    ``round(v / step) - k_min`` at the fewest bits that hold the span, ``offset = k_min * step`` in
+    float32, so ``k = 0`` decodes to exactly 0.0 and the grid is the one the fit trained on."""
+    step32 = np.float32(step)
+    if not np.isfinite(step32) or step32 <= 0:
+        raise ValueError(f"a quantization step must be positive and finite, got {step}")
+    values = np.asarray(values, np.float32)
+    if values.size == 0 or not np.isfinite(values).all():
+        raise ValueError("cannot quantize an empty or non-finite tensor")
+    k = np.rint(values.astype(np.float64) / np.float64(step32))
+    k_min, k_max = float(k.min()), float(k.max())
+    bits = max(1, math.ceil(math.log2(k_max - k_min + 1)))
+    if bits > MAX_BITS:
+        raise ValueError(f"step {step:.3g} needs {bits} bits for this tensor's range (at most {MAX_BITS})")
+    offset = np.float32(k_min) * step32
+    return QuantParams(bits=bits, axis=AXIS_TENSOR, offsets=np.array([offset], np.float32),
+                       scales=np.array([step32], np.float32))
 
 
 def quantize_tensor(values: np.ndarray, bits: int, axis: int = AXIS_TENSOR) -> tuple[np.ndarray, QuantParams]:

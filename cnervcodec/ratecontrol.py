@@ -52,6 +52,14 @@ EMBED_BITS_SEARCH = (3, 4, 5, 6, 7)
 # temporal residuals (EMBT), which gather around the middle symbol.
 WEIGHT_CODED_BITS = {4: 3.0, 5: 4.06, 6: 5.14, 7: 6.26, 8: 7.48}
 EMBED_CODED_BITS = {3: 0.55, 4: 0.94, 5: 1.49, 6: 2.25, 7: 3.18}
+# Rate-aware fits (``RATE_LAMBDA``): coded bits per decoder weight and per embedding value at the
+# learned steps, measured the same way (benchmarks/rate_calibration.py --rate-aware).
+RATE_AWARE_WEIGHT_BITS = 3.0
+RATE_AWARE_EMBED_BITS = 1.0
+RATE_LAMBDA = 1.0  # D + lambda * bpp under rate control (docs/method.md: how it was chosen)
+# The post-fit search of a rate-aware fit: its learned steps times these factors (C3's step search)
+WEIGHT_STEP_SCALES = tuple(2 ** (i / 4) for i in range(-2, 5))
+EMBED_STEP_SCALES = (2 ** -0.5, 1.0, 2 ** 0.5, 2.0)
 HEADER_BYTES = 700  # chunk framing and HEAD (134 B at 176x144) and the meta chunk's JSON that encode writes
 
 
@@ -93,10 +101,19 @@ def family_config(c: int, height: int, width: int) -> ModelConfig:
     return ModelConfig(arch="cnerv", height=height, width=width, embedding=embedding, widths=widths)
 
 
-def predicted_bytes(model: ModelConfig, n_frames: int, weight_bits: int, embed_bits: int) -> float:
-    """The file size the calibration table predicts for ``model`` coded at these bit depths."""
-    weight_bits_coded = _table(WEIGHT_CODED_BITS, weight_bits)
-    embed_bits_coded = _table(EMBED_CODED_BITS, embed_bits)
+def default_lambda(target_bpp: float | None) -> float:
+    """The rate term's weight for a target: ``RATE_LAMBDA`` (measured best at 0.04 bpp on carphone)."""
+    return RATE_LAMBDA
+
+
+def predicted_bytes(model: ModelConfig, n_frames: int, weight_bits: int | None, embed_bits: int | None) -> float:
+    """The file size the calibration table predicts for ``model`` coded at these bit depths (None, None:
+    a rate-aware fit at its learned steps)."""
+    if weight_bits is None:
+        weight_bits_coded, embed_bits_coded = RATE_AWARE_WEIGHT_BITS, RATE_AWARE_EMBED_BITS
+    else:
+        weight_bits_coded = _table(WEIGHT_CODED_BITS, weight_bits)
+        embed_bits_coded = _table(EMBED_CODED_BITS, embed_bits)
     values = n_frames * model.embedding.values_per_frame
     return HEADER_BYTES + (model.decoder_param_count() * weight_bits_coded + values * embed_bits_coded) / 8
 
@@ -110,21 +127,22 @@ def _table(table: dict[int, float], bits: int) -> float:
 
 
 def solve(target: RateTarget, n_frames: int, height: int, width: int, *, weight_bits: int | None = None,
-          strict: bool = True) -> ModelConfig:
+          strict: bool = True, rate_aware: bool = False) -> ModelConfig:
     """The widest family network whose predicted file at the nominal bit depths (``weight_bits`` when
-    pinned) fits ``target``; a target too small for the smallest network is refused when ``strict``
-    (a rate the user asked for), else served by the smallest network (the default operating point on
-    a clip too short or small for it)."""
-    bits = weight_bits or NOMINAL_WEIGHT_BITS
+    pinned; a rate-aware fit's learned steps when ``rate_aware``) fits ``target``; a target too small
+    for the smallest network is refused when ``strict`` (a rate the user asked for), else served by
+    the smallest network (the default operating point on a clip too short or small for it)."""
+    bits, embed_bits = (None, None) if rate_aware else (weight_bits or NOMINAL_WEIGHT_BITS, NOMINAL_EMBED_BITS)
     best = None
     for c in range(MIN_FAMILY_WIDTH, MAX_FAMILY_WIDTH + 1):
         model = family_config(c, height, width)
-        if predicted_bytes(model, n_frames, bits, NOMINAL_EMBED_BITS) > target.bytes:
+        if predicted_bytes(model, n_frames, bits, embed_bits) > target.bytes:
             break
         best = model
     if best is None:
         smallest = family_config(MIN_FAMILY_WIDTH, height, width)
-        floor = min(predicted_bytes(smallest, n_frames, b, e) for b in WEIGHT_BITS_SEARCH for e in EMBED_BITS_SEARCH)
+        depths = [(None, None)] if rate_aware else [(b, e) for b in WEIGHT_BITS_SEARCH for e in EMBED_BITS_SEARCH]
+        floor = min(predicted_bytes(smallest, n_frames, b, e) for b, e in depths)
         bpp_floor = floor * 8 / (n_frames * height * width)
         if strict and target.bytes < floor * (1 - RATE_TOLERANCE):
             raise BadInputError(f"--bpp {target.bpp:.4g} is below what the smallest network can reach on this clip "
@@ -133,10 +151,14 @@ def solve(target: RateTarget, n_frames: int, height: int, width: int, *, weight_
     return best
 
 
-def coding_candidates(weight_bits: int | None) -> list[CompressionConfig]:
+def coding_candidates(weight_bits: int | None, learned_steps: bool = False) -> list[CompressionConfig]:
     """The codings the post-fit search tries: every weight depth (unless pinned) x embedding depth, each
     with one quantization range per tensor and per slice (weights per output channel, embeddings per
-    value: eq. 4's ranges cost 8 bytes each but fit peaked slices better at few bits)."""
+    value: eq. 4's ranges cost 8 bytes each but fit peaked slices better at few bits). A rate-aware
+    fit (``learned_steps``) tries its own steps times ``WEIGHT_STEP_SCALES`` x ``EMBED_STEP_SCALES``."""
+    if learned_steps:
+        return [CompressionConfig(weight_step_scale=w, embed_step_scale=e)
+                for w in WEIGHT_STEP_SCALES for e in EMBED_STEP_SCALES]
     weights = (weight_bits,) if weight_bits else WEIGHT_BITS_SEARCH
     return [CompressionConfig(weight_bits=w, embed_bits=e, weight_axis=wa, embed_axis=ea)
             for w in weights for e in EMBED_BITS_SEARCH for wa in (-1, 0) for ea in (-1, 1)]

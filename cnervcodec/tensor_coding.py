@@ -25,7 +25,7 @@ from cnervcodec.format.records import (
 )
 from cnervcodec.format.tensor_records import symbol_stream_nbytes
 from cnervcodec.model import Decoder, bitstream_tensors
-from cnervcodec.quantize import dequantize, quantize_tensor
+from cnervcodec.quantize import dequantize, quantize, quantize_tensor, step_params
 
 
 def code_symbols(symbols: np.ndarray, bits: int, coders: tuple[int, ...] = BASE_CODERS) -> SymbolStream:
@@ -61,10 +61,19 @@ def decode_symbols(stream: SymbolStream, bits: int) -> np.ndarray:
     return entropy.decode_categorical(words, stream.n_symbols, stream.first_symbol, stream.counts)
 
 
-def compress_tensor(values: np.ndarray, bits: int, axis: int, coders: tuple[int, ...] = BASE_CODERS) -> TensorRecord:
-    """Quantize (eq. 4) and entropy-code one float tensor."""
-    symbols, params = quantize_tensor(values, bits, axis)
-    return TensorRecord(shape=tuple(values.shape), quant=params, stream=code_symbols(symbols, bits, coders))
+def quantized_symbols(values: np.ndarray, bits: int, axis: int, step: float | None = None):
+    """(symbols, parameters): eq. 4 at ``bits`` (min-max, per ``axis``), or the grid of a learned ``step``."""
+    if step is None:
+        return quantize_tensor(values, bits, axis)
+    params = step_params(values, step)
+    return quantize(values, params), params
+
+
+def compress_tensor(values: np.ndarray, bits: int, axis: int, coders: tuple[int, ...] = BASE_CODERS,
+                    step: float | None = None) -> TensorRecord:
+    """Quantize (eq. 4, or on a learned ``step``'s grid) and entropy-code one float tensor."""
+    symbols, params = quantized_symbols(values, bits, axis, step)
+    return TensorRecord(shape=tuple(values.shape), quant=params, stream=code_symbols(symbols, params.bits, coders))
 
 
 def restore_tensor(record: TensorRecord) -> np.ndarray:
@@ -94,11 +103,13 @@ def from_temporal_residuals(residuals: np.ndarray, bits: int) -> np.ndarray:
     return ((half + np.cumsum(residuals.astype(np.int64) - half, axis=0)) % (1 << bits)).astype(np.int32)
 
 
-def compress_embeddings(values: np.ndarray, bits: int, axis: int,
-                        coders: tuple[int, ...] = STREAM_CODERS) -> tuple[TensorRecord, bool]:
-    """Quantize (eq. 4) the (T, d, n_h, n_w) embeddings and code the smaller of their symbols and
-    their temporal residuals; True when the residuals won (the stream's EMBT chunk, not EMBD)."""
-    symbols, params = quantize_tensor(values, bits, axis)
+def compress_embeddings(values: np.ndarray, bits: int, axis: int, coders: tuple[int, ...] = STREAM_CODERS,
+                        step: float | None = None) -> tuple[TensorRecord, bool]:
+    """Quantize (eq. 4, or on a learned ``step``'s grid) the (T, d, n_h, n_w) embeddings and code the
+    smaller of their symbols and their temporal residuals; True when the residuals won (the stream's
+    EMBT chunk, not EMBD)."""
+    symbols, params = quantized_symbols(values, bits, axis, step)
+    bits = params.bits
     plain = code_symbols(symbols, bits, coders)
     residual = code_symbols(temporal_residuals(symbols, bits), bits, coders)
     temporal = symbol_stream_nbytes(residual) < symbol_stream_nbytes(plain)
@@ -118,12 +129,15 @@ def restore_embeddings(record: TensorRecord, temporal: bool) -> np.ndarray:
 
 
 def compress_decoder(decoder: Decoder, compression: CompressionConfig,
-                     coders: tuple[int, ...] = BASE_CODERS) -> tuple[TensorRecord, ...]:
+                     coders: tuple[int, ...] = BASE_CODERS,
+                     steps: dict[str, float] | None = None) -> tuple[TensorRecord, ...]:
     """Every decoder tensor quantized and coded, in bitstream order: a stream's DECO (``coders``
-    STREAM_CODERS) and a model file's (the base coders, which model format 1.0 has)."""
+    STREAM_CODERS) and a model file's (the base coders, which model format 1.0 has). ``steps``: a
+    rate-aware fit's learned step per tensor name, used instead of eq. 4's ``weight_bits`` ranges."""
     return tuple(
-        compress_tensor(tensor.detach().float().cpu().numpy(), compression.weight_bits, compression.weight_axis, coders)
-        for _, tensor in bitstream_tensors(decoder)
+        compress_tensor(tensor.detach().float().cpu().numpy(), compression.weight_bits, compression.weight_axis, coders,
+                        step=None if steps is None else steps[name])
+        for name, tensor in bitstream_tensors(decoder)
     )
 
 
@@ -156,3 +170,14 @@ def restored_decoder(config: ModelConfig, records: tuple[TensorRecord, ...]) -> 
     decoder.load_state_dict(state, assign=True)
     decoder.eval()
     return decoder
+
+
+def estimated_payload_bits(record: TensorRecord) -> float:
+    """The bits the rate term of rate-aware training (``rate_training.geometric_bits``) gives a record's
+    coded symbols, measured from the most frequent one: what the loss estimates, set against the
+    record's real payload (``rate_estimate``)."""
+    from cnervcodec.rate_training import geometric_bits  # torch-side: imported only when estimating
+
+    symbols = decode_symbols(record.stream, record.quant.bits).astype(np.int64)
+    mode = np.bincount(symbols - symbols.min()).argmax() + symbols.min()
+    return float(geometric_bits(torch.from_numpy((symbols - mode).astype(np.float64))))

@@ -21,6 +21,7 @@ from cnervcodec.cli.common import (
     choose_device,
     emit,
     input_options,
+    rate_aware_options,
     read_input,
     size_help,
 )
@@ -83,7 +84,7 @@ def _format_curves(r: dict[str, Any]) -> str:
 
 
 def _point_row(name: str, p: dict[str, Any]) -> str:
-    what = f"CRF {p['crf']}" if "crf" in p else (f"--bpp {p['target_bpp']:g} ({p['bits']}/{p['embed_bits']} bits)" if "target_bpp" in p else f"bits {p['bits']} prune {p['prune']:g}")
+    what = f"CRF {p['crf']}" if "crf" in p else (f"--bpp {p['target_bpp']:g} ({p['weight_bits']}/{p['embed_bits']} bits, lambda {p['lambda']:g})" if "target_bpp" in p else f"bits {p['bits']} prune {p['prune']:g}")
     return (f"  {name:<6} {what:<18} {p['bytes']:>10,} B {p['bpp']:>8.4f} bpp  PSNR {p['psnr']:6.2f}  "
             f"YUV {p['psnr_yuv']:6.2f}  MS-SSIM {p['ms_ssim']:.4f}")
 
@@ -141,6 +142,7 @@ def _run_curves(curves: tuple[Path, Path], method: str, as_json: bool) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Fit epochs [default: from --preset].")
 @click.option("--grid", default="auto", show_default=True, help="Embedding block grid ROWSxCOLS.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@rate_aware_options
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the RD curves as a PNG (needs matplotlib).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the full results (points, settings, candidates) as JSON.")
@@ -152,7 +154,8 @@ def _run_curves(curves: tuple[Path, Path], method: str, as_json: bool) -> None:
 @input_options
 def bd_rate_command(input_path: str | None, curves: tuple[Path, Path] | None, method: str, anchor_list: str,
                     anchor_preset: str, anchor_crfs: str | None, bpp_ladder: str, points: int,
-                    bits_ladder: str | None, prune_ladder: str | None, embed_bits: int, size: str | None, preset: str, epochs: int | None, grid: str, seed: int, device: str,
+                    bits_ladder: str | None, prune_ladder: str | None, embed_bits: int, size: str | None, preset: str, epochs: int | None, grid: str, seed: int,
+                    rate_aware: str, rate_lambda: float | None, device: str,
                     plot: Path | None, out: Path | None, keep: Path | None, overwrite: bool, as_json: bool, quiet: bool,
                     **input_kw: Any) -> None:
     """Rate-distortion of CNeRV against x264 / x265 on INPUT: points, BD-rate, BD-PSNR, plot.
@@ -177,7 +180,11 @@ def bd_rate_command(input_path: str | None, curves: tuple[Path, Path] | None, me
         anchor_crfs=ladder_values(anchor_crfs, int, "--anchor-crfs") if anchor_crfs else None, method=method,
         bits_ladder=ladder_values(bits_ladder or "8,6,5,4", int, "--bits-ladder"),
         prune_ladder=ladder_values(prune_ladder or "0,0.2,0.4", float, "--prune-ladder"), embed_bits=embed_bits,
-        prune_epochs=PRESETS[preset].prune_epochs, bpp_ladder=ladder_mode)
+        prune_epochs=PRESETS[preset].prune_epochs, bpp_ladder=ladder_mode,
+        rate_aware=rate_aware == "on" and ladder_mode is not None, rate_lambda=rate_lambda)
+    if rate_lambda is not None and not rd.rate_aware:
+        raise click.UsageError("--lambda weighs the rate term of rate-aware training: it needs --rate-aware on "
+                               "and the --bpp-ladder (not --size)")
     fit_options = CnervFitOptions(size=size, preset=preset, epochs=epochs, grid=grid, seed=seed, device=device)
     outputs = RunOutputs(plot=plot, out=out, keep=keep, overwrite=overwrite, as_json=as_json, quiet=quiet)
     _run_input(input_path, rd, fit_options, outputs, InputOptions(**input_kw))

@@ -20,7 +20,9 @@ from cnervcodec.cli.common import (
     StopFlag,
     choose_device,
     emit,
+    fit_lambda,
     input_options,
+    rate_aware_options,
     read_cnrv_bytes,
     read_input,
     read_model_path,
@@ -111,6 +113,7 @@ def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--fit-every", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Fit on every K-th frame (0, K, 2K, ...), embed all: faster encodes; unseen frames are reported separately.")
+@rate_aware_options
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Encode with a trained .cnrvm model (cnerv fit -o M.cnrvm): no fit, embeddings only, in one forward pass.")
 @click.option("--model-ref", is_flag=True, help="With --model: store only the model's SHA-256, not its decoder (decode --model).")
@@ -124,7 +127,8 @@ def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
 def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float | None, bits: int | None,
                    embed_bits: int | None, prune: float, size: str | None, loss: str | None, preset: str,
                    epochs: int | None, grid: str, embed_dim: int | None, lr: float | None, batch: int, seed: int,
-                   fit_every: int, model_path: str | None, model_ref: bool, refine_embeddings: int, device: str,
+                   fit_every: int, rate_aware: str, rate_lambda: float | None, model_path: str | None,
+                   model_ref: bool, refine_embeddings: int, device: str,
                    overwrite: bool, as_json: bool, quiet: bool, **input_kw: Any) -> None:
     """Fit a CNeRV network to INPUT, prune, quantize and entropy-code it into OUT.cnrv.
 
@@ -146,10 +150,11 @@ def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float
         return
     rate_mode = size is None
     _check_rate_options(size, bpp, kbps, grid, embed_dim, embed_bits)
+    chosen_lambda = fit_lambda(rate_aware, rate_lambda, rate_mode, bits, bpp)
     clip = read_input(input_path, opts)
     recipe = PRESETS[preset]
     fit_config = FitConfig(epochs=epochs or recipe.epochs, lr=lr or (RATE_LR if rate_mode else 2e-3), batch=batch,
-                           seed=seed, fit_every=fit_every, loss=loss or "l1-ssim")
+                           seed=seed, fit_every=fit_every, loss=loss or "l1-ssim", rate_lambda=chosen_lambda)
     prune_config = PruneConfig(fraction=prune, epochs=recipe.prune_epochs)
     if rate_mode:
         _encode_at_rate(input_path, output, clip, opts, fit_config, prune_config, bpp, kbps, bits, preset, device,
@@ -159,7 +164,8 @@ def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float
         model=build_model_config("cnerv", size, clip.height, clip.width,
                                  grid=parse_grid(grid, clip.height, clip.width), embed_dim=embed_dim),
         fit=fit_config,
-        compression=CompressionConfig(weight_bits=bits or 8, embed_bits=embed_bits or 6),
+        compression=CompressionConfig(weight_bits=bits or 8, embed_bits=embed_bits or 6) if not chosen_lambda else
+        CompressionConfig(weight_step_scale=1.0, embed_step_scale=1.0),
         prune=prune_config,
     )
     audio = _audio_for(input_path, opts, clip)
@@ -200,7 +206,7 @@ def _write_and_score(data: bytes, output: Path, clip, device, started: float, mo
 
 
 FIT_OPTIONS = ("bpp", "kbps", "bits", "prune", "size", "loss", "preset", "epochs", "grid", "embed_dim", "lr", "batch",
-               "seed", "fit_every")
+               "seed", "fit_every", "rate_lambda")
 
 
 def _check_rate_options(size: str | None, bpp: float | None, kbps: float | None, grid: str, embed_dim: int | None,
@@ -220,7 +226,7 @@ def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit
                     device: str, as_json: bool, quiet: bool, started: float) -> None:
     """``encode --bpp/--kbps`` (and the default): a network solved for the rate, then the bit depths that
     land the written file on it (``ratecontrol``)."""
-    from cnervcodec.codec import encode_at_rate, encode_metadata
+    from cnervcodec.codec import coded_bits, encode_at_rate, encode_metadata
     from cnervcodec.format.records import ColorInfo
     from cnervcodec.ratecontrol import target_from_bpp, target_from_kbps
 
@@ -252,8 +258,9 @@ def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit
                   network={"widths": list(result.model.widths), "embed_dim": result.model.embedding.dim,
                            "grid": list(result.model.embedding.grid),
                            "decoder_params": result.model.decoder_param_count()},
-                  weight_bits=result.compression.weight_bits, embed_bits=result.compression.embed_bits,
-                  fit_seconds=round(result.fit_seconds, 3), train_fps=round(result.train_fps, 1))
+                  fit_seconds=round(result.fit_seconds, 3), train_fps=round(result.train_fps, 1),
+                  rate_aware=fit_config.rate_lambda > 0, **{"lambda": fit_config.rate_lambda},
+                  **coded_bits(result.data))
     notes = list(clip.notes) + ([quality.note] if quality.note else [])
     if bpp is None and kbps is None and report["off_target"] > RATE_TOLERANCE:
         notes.append(f"the default target ({DEFAULT_BPP} bpp) is below what the smallest network reaches on this "

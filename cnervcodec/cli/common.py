@@ -180,3 +180,37 @@ def emit(data: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], 
         click.echo(json.dumps(data, indent=None, allow_nan=False))
     else:
         click.echo(human(data))
+
+
+def rate_aware_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--rate-aware on|off`` and ``--lambda``: training for the rate (``rate_training``), on by default under
+    rate control."""
+    from cnervcodec.ratecontrol import RATE_LAMBDA
+
+    command = click.option(
+        "--lambda", "rate_lambda", type=click.FloatRange(min=0.0, max=1e6, min_open=True), default=None,
+        help=f"Weight of the rate term in the loss D + lambda * bpp (learned quantization steps) [default: chosen "
+             f"for the target rate under rate control ({RATE_LAMBDA} at 0.04 bpp); off with --size unless given].")(command)
+    return click.option(
+        "--rate-aware", type=click.Choice(["on", "off"]), default="on", show_default=True,
+        help="Train for the rate (learned steps, noise then straight-through rounding, a rate term); off: "
+             "quantize after the fit with eq. 4 at the searched bit depths (--bits, --embed-bits).")(command)
+
+
+def fit_lambda(rate_aware: str, rate_lambda: float | None, rate_mode: bool, bits: int | None,
+               target_bpp: float | None = None) -> float:
+    """The fit's ``rate_lambda``: 0 (off), the user's ``--lambda``, or under rate control the default for
+    ``target_bpp``; pinned eq. 4 depths (``--bits``) and a rate term do not go together."""
+    from cnervcodec.ratecontrol import default_lambda
+
+    if rate_aware == "off":
+        if rate_lambda is not None:
+            raise click.UsageError("--lambda weighs the rate term of --rate-aware on: drop one of them")
+        return 0.0
+    if rate_lambda is None and not rate_mode:
+        return 0.0  # --size keeps eq. 4 at --bits unless a lambda is asked for
+    if bits is not None:
+        raise click.UsageError("--bits pins eq. 4's weight depth, rate-aware training learns its steps: "
+                               "add --rate-aware off to pin --bits")
+    return rate_lambda if rate_lambda is not None else default_lambda(target_bpp)
+

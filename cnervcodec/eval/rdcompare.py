@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 from cnervcodec import __version__, metrics
-from cnervcodec.codec import code_fit, decode, encode_at_rate, encode_metadata
+from cnervcodec.codec import code_fit, coded_bits, decode, encode_at_rate, encode_metadata
 from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig, PruneConfig
 from cnervcodec.errors import BadInputError
 from cnervcodec.eval import anchors, bdrate
 from cnervcodec.fit import FitProgress, Planes, fit
 from cnervcodec.prune import prune_fit
-from cnervcodec.ratecontrol import target_from_bpp
+from cnervcodec.ratecontrol import default_lambda, target_from_bpp
 
 DEFAULT_BITS_LADDER = (8, 6, 5, 4)
 DEFAULT_BPP_LADDER = (0.02, 0.04, 0.08, 0.16)  # spans x264/x265 medium on QCIF test clips (0.01 .. 0.3 bpp)
@@ -73,6 +73,9 @@ class RdSettings:
     prune_epochs: int = 10
     # Rate control: one fit per target bpp (a network sized for each); None: one fit, the bits x prune ladder.
     bpp_ladder: tuple[float, ...] | None = None  # cnerv bd-rate's default: DEFAULT_BPP_LADDER
+    # Rate-aware training at every ladder point (rate_training): lambda fixed, or None: chosen per target
+    rate_aware: bool = True
+    rate_lambda: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -125,9 +128,11 @@ def cnerv_rate_points(frames_u8: torch.Tensor, fps: Fraction, planes: Planes | N
     n_frames, _, height, width = frames_u8.shape
     points = []
     for bpp in sorted(rd.bpp_ladder or ()):
+        started = time.monotonic()
         target = target_from_bpp(bpp, n_frames, height, width)
-        meta = encode_metadata(source_name, "auto", preset, fit_config, CompressionConfig(), PruneConfig())
-        result = encode_at_rate(frames_u8, fps, target, fit_config, PruneConfig(), device, planes=planes,
+        point_fit = replace(fit_config, rate_lambda=(rd.rate_lambda or default_lambda(bpp)) if rd.rate_aware else 0.0)
+        meta = encode_metadata(source_name, "auto", preset, point_fit, CompressionConfig(), PruneConfig())
+        result = encode_at_rate(frames_u8, fps, target, point_fit, PruneConfig(), device, planes=planes,
                                 metadata=meta | {"rate_target_bytes": target.bytes},
                                 progress=(lambda _, p: progress(p)) if progress else None, should_stop=should_stop)
         if keep is not None:
@@ -136,10 +141,14 @@ def cnerv_rate_points(frames_u8: torch.Tensor, fps: Fraction, planes: Planes | N
         point |= {"target_bpp": bpp, "off_target": round(len(result.data) / target.bytes - 1, 4),
                   "widths": list(result.model.widths), "embed_dim": result.model.embedding.dim,
                   "grid": list(result.model.embedding.grid), "decoder_params": result.model.decoder_param_count(),
-                  "bits": result.compression.weight_bits, "embed_bits": result.compression.embed_bits,
-                  "fit_seconds": round(result.fit_seconds, 3), "train_fps": round(result.train_fps, 1)}
+                  "rate_aware": point_fit.rate_lambda > 0, "lambda": point_fit.rate_lambda,
+                  "step_scales": [result.compression.weight_step_scale, result.compression.embed_step_scale],
+                  "fit_seconds": round(result.fit_seconds, 3), "train_fps": round(result.train_fps, 1),
+                  "encode_seconds": round(time.monotonic() - started, 3)}
+        point |= coded_bits(result.data)
         log(f"cnerv --bpp {bpp:g}: {point['bpp']:.4f} bpp ({point['off_target']:+.1%}), PSNR-YUV "
-            f"{point['psnr_yuv']:.2f} dB, {point['decoder_params']:,} params, {point['bits']}/{point['embed_bits']} bits, "
+            f"{point['psnr_yuv']:.2f} dB, {point['decoder_params']:,} params, {point['weight_bits']}/{point['embed_bits']} bits, "
+            f"lambda {point['lambda']:g}, estimate {point['estimate_error']:+.1%}, "
             f"fit {point['fit_seconds']:.0f} s ({point['train_fps']:.0f} frames/s)")
         points.append(point)
     return points
