@@ -38,10 +38,10 @@ from cnervcodec.format.tensor_records import (
     record_values,
 )
 from cnervcodec.interpolate import check_interpolation, render_interpolated
-from cnervcodec.model import Decoder, render_range
+from cnervcodec.model import Decoder, VideoNetwork, bitstream_tensors, render_range
 from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.rate_training import EMBEDDINGS
-from cnervcodec.ratecontrol import RateTarget, coding_candidates, in_window, solve
+from cnervcodec.ratecontrol import RateTarget, coding_candidates, in_window, payload_target_bits, solve
 from cnervcodec.tensor_coding import (
     STREAM_CODERS,
     compress_decoder,
@@ -364,6 +364,7 @@ class RateEncodeResult:
     fit_seconds: float
     train_fps: float
     candidates: tuple[dict[str, Any], ...]
+    rate_lambda: float | None = None  # a rate-aware fit's lambda at its end (adapted to the target)
 
 
 def encode_at_rate(frames_u8: torch.Tensor, fps: Fraction, target: RateTarget, fit_config: FitConfig,
@@ -372,12 +373,15 @@ def encode_at_rate(frames_u8: torch.Tensor, fps: Fraction, target: RateTarget, f
                    audio: AudioTrack | None = None,
                    metadata: dict[str, Any] | None = None,
                    progress: Callable[[str, FitProgress], None] | None = None,
-                   should_stop: Callable[[], bool] = lambda: False) -> RateEncodeResult:
+                   should_stop: Callable[[], bool] = lambda: False, adapt_lambda: bool = False) -> RateEncodeResult:
     """Encode under rate control: the network ``ratecontrol.solve`` sizes for ``target``, fitted (and
-    pruned), then coded at the bit depths ``code_fit_at_rate`` finds best within the window."""
+    pruned), then coded at the bit depths ``code_fit_at_rate`` finds best within the window. A rate-aware
+    fit with ``adapt_lambda`` moves its lambda during the fit until its estimated bits meet the target's."""
     n_frames, _, height, width = frames_u8.shape
     model = solve(target, n_frames, height, width, weight_bits=weight_bits, strict=strict,
                   rate_aware=fit_config.rate_lambda > 0)
+    if adapt_lambda and fit_config.rate_lambda > 0:
+        fit_config = replace(fit_config, rate_target_bits=payload_target_bits(target, n_coded_records(model)))
     fitted = fit(frames_u8, model, fit_config, device, planes=planes,
                  progress=(lambda p: progress("fit", p)) if progress else None, should_stop=should_stop)
     pruned = prune_fit(frames_u8, fitted, prune, device,
@@ -387,7 +391,16 @@ def encode_at_rate(frames_u8: torch.Tensor, fps: Fraction, target: RateTarget, f
     data = choice.data if audio is None else code_fit(pruned, fps, choice.compression, color=color, audio=audio,
                                                       metadata=metadata)
     return RateEncodeResult(data=data, video_bytes=len(choice.data), model=model, compression=choice.compression,
-                            fit_seconds=fitted.fit_seconds, train_fps=fitted.train_fps, candidates=choice.candidates)
+                            fit_seconds=fitted.fit_seconds, train_fps=fitted.train_fps, candidates=choice.candidates,
+                            rate_lambda=fitted.rate_lambda)
+
+
+def n_coded_records(model: ModelConfig) -> int:
+    """How many tensor records a file of ``model`` holds: its decoder tensors and the embeddings (built on
+    the meta device: no memory)."""
+    with torch.device("meta"):
+        network = VideoNetwork(model)
+    return len(bitstream_tensors(network.decoder)) + 1
 
 
 def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, reference_u8: torch.Tensor,

@@ -278,6 +278,9 @@ class FitConfig:
     # Rate-aware training (rate_training): D + rate_lambda * bpp with learned quantization steps; 0: off
     # (quantization after the fit, eq. 4). CNeRV only: a NeRV fit ignores it.
     rate_lambda: float = 0.0
+    # With a rate-aware fit: the estimated bits of the coded weights and embeddings to aim at; lambda then
+    # starts at ``rate_lambda`` and is adapted during the fit until the estimate meets it (0: lambda fixed).
+    rate_target_bits: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -295,6 +298,7 @@ class FitConfig:
             raise BadInputError(f"--holdout must be 0 (off) or at least 2, got {self.holdout}")
         _check_int("fit_every", self.fit_every, 1, 1000)
         _check_float("lambda", self.rate_lambda, 0.0, 1e6)
+        _check_float("rate_target_bits", self.rate_target_bits, 0.0, 1e15)
         if self.holdout and self.fit_every > 1:
             raise BadInputError("--holdout and --fit-every both choose the training frames: pass one or the other")
         return self

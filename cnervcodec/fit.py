@@ -27,7 +27,15 @@ from cnervcodec.errors import CheckpointError, CnervError
 from cnervcodec.losses import l1_ssim_loss, yuv_mse_loss
 from cnervcodec.metrics import rgb_to_yuv420
 from cnervcodec.model import VideoNetwork
-from cnervcodec.rate_training import INIT_EMBED_BITS, NOISE_FRACTION, QuantSteps, minmax_step
+from cnervcodec.rate_training import (
+    INIT_EMBED_BITS,
+    LAMBDA_RAMP_FRACTION,
+    NOISE_FRACTION,
+    QuantSteps,
+    adapted_lambda,
+    lambda_at,
+    minmax_step,
+)
 from cnervcodec.safetensors_files import load_checkpoint, save_checkpoint
 
 # yuv-mse sees chroma only through 2x2 means, so an RGB output may put any chroma pattern inside a
@@ -84,6 +92,7 @@ class FitResult:
     # Rate-aware fits (``rate_lambda`` > 0): the learned quantization step of every decoder tensor and
     # of the embeddings (``rate_training.EMBEDDINGS``), which the coder quantizes with.
     quant_steps: dict[str, float] | None = None
+    rate_lambda: float | None = None  # the rate term's weight at the end (adapted to a rate target)
 
     @property
     def train_fps(self) -> float:
@@ -178,6 +187,7 @@ class _Trainer:
         self.steps_per_epoch = math.ceil(len(self.seen) / config.batch)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.quant_steps = None
+        self.rate_lambda = config.rate_lambda  # adapted step by step when the config has a rate target
         if config.rate_lambda > 0 and network.encoder is not None:
             self.quant_steps = QuantSteps(self.network.decoder, embedding_step=1.0).to(device)
         self.noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)  # quantization noise
@@ -220,6 +230,7 @@ class _Trainer:
             extra["noise_rng"] = self.noise_generator.get_state()
             extra["quant.weights"] = self.quant_steps.log_weight_steps.detach().cpu()
             extra["quant.embeddings"] = self.quant_steps.log_embed_step.detach().cpu().reshape(1)
+            extra["quant.lambda"] = torch.tensor([self.rate_lambda], dtype=torch.float64)
         state = {
             "step": self.step,
             "position": self.position,
@@ -261,6 +272,10 @@ class _Trainer:
         with torch.no_grad():
             self.quant_steps.log_weight_steps.copy_(weights.float())
             self.quant_steps.log_embed_step.fill_(float(embeddings.reshape(())))
+        rate_lambda = float(tensors["quant.lambda"].reshape(()))
+        if not 0 < rate_lambda < float("inf"):
+            raise ValueError("the checkpoint's lambda is not a positive number")
+        self.rate_lambda = rate_lambda
         self.noise_generator.set_state(tensors["noise_rng"])
 
     def _optimizer_state_from(self, tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
@@ -294,10 +309,12 @@ class _Trainer:
         pred = pred.float()
         loss, mse = self.loss(pred, device_indices)
         if self.quant_steps is not None:
-            loss = loss + self.config.rate_lambda * rate_bits / self.n_pixels
+            loss = loss + lambda_at(self.step, self.total_steps, self.rate_lambda) * rate_bits / self.n_pixels
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.quant_steps is not None and self.config.rate_target_bits > 0:
+            self.follow_rate_target(float(rate_bits))
         if self.after_step is not None:
             self.after_step()
         self.step += 1
@@ -319,6 +336,11 @@ class _Trainer:
             pred = torch.func.functional_call(self.network, overrides, (coded_latent,))
         n_frames = self.frames.shape[0]
         return pred, weight_bits + embed_bits_per_frame * n_frames
+
+    def follow_rate_target(self, estimated_bits: float) -> None:
+        """After the ramp, move lambda toward the config's rate target (when it has one)."""
+        if self.step >= LAMBDA_RAMP_FRACTION * self.total_steps:
+            self.rate_lambda = adapted_lambda(self.rate_lambda, estimated_bits, self.config.rate_target_bits)
 
     def loss(self, pred: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, per-frame MSE for the progress PSNR: RGB, or Y for the plane loss) of a batch."""
@@ -381,6 +403,7 @@ def _result(trainer: _Trainer) -> FitResult:
         train_frames=trainer.train_frames,
         steps=trainer.step,
         quant_steps=trainer.quant_steps.values() if trainer.quant_steps is not None else None,
+        rate_lambda=trainer.rate_lambda if trainer.quant_steps is not None else None,
     )
 
 

@@ -78,5 +78,7 @@ def prune_fit(
         apply_masks(decoder, masks)
         return result
     recipe = replace(result.config, epochs=prune.epochs, lr=result.config.lr * prune.lr_frac, warmup_frac=0.0)
+    if fitted.rate_lambda is not None:  # a rate-aware fine-tune keeps the lambda the fit ended at, fixed
+        recipe = replace(recipe, rate_lambda=fitted.rate_lambda, rate_target_bits=0.0)
     return fine_tune(frames_u8, result.network, recipe, device, lambda: apply_masks(decoder, masks), progress,
                      should_stop, quant_steps=fitted.quant_steps)

@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +19,18 @@ from cnervcodec.format.records import STREAM_CODERS
 from cnervcodec.format.stream import read_container
 from cnervcodec.model import bitstream_tensors
 from cnervcodec.quantize import dequantize, quantize, step_params
-from cnervcodec.rate_training import EMBEDDINGS, geometric_bits, geometric_theta, noisy_or_rounded, round_ste
+from cnervcodec.rate_training import (
+    EMBEDDINGS,
+    LAMBDA_MAX,
+    LAMBDA_MIN,
+    LAMBDA_RAMP_FRACTION,
+    adapted_lambda,
+    geometric_bits,
+    geometric_theta,
+    lambda_at,
+    noisy_or_rounded,
+    round_ste,
+)
 from cnervcodec.ratecontrol import coding_candidates, solve, target_from_bpp
 from cnervcodec.tensor_coding import code_symbols
 from conftest import moving_scene, run_cnerv, write_y4m
@@ -136,7 +148,8 @@ def test_a_larger_lambda_writes_a_smaller_file(clip, rate_fit):
 
 
 def test_rate_aware_resume_ends_where_an_uninterrupted_fit_ends(clip, tmp_path: Path):
-    config = FitConfig(epochs=4, lr=5e-3, batch=3, seed=3, rate_lambda=1.0)  # 3 steps an epoch: noise, then rounding
+    # 3 steps an epoch: noise, then rounding; a rate target, so lambda moves and must resume where it was
+    config = FitConfig(epochs=4, lr=5e-3, batch=3, seed=3, rate_lambda=1.0, rate_target_bits=1000.0)
     straight = fit(clip, tiny_config(), config, CPU)
     ckpt, calls = tmp_path / "run.ckpt", {"n": 0}
 
@@ -150,6 +163,7 @@ def test_rate_aware_resume_ends_where_an_uninterrupted_fit_ends(clip, tmp_path: 
     a, b = straight.network.state_dict(), resumed.network.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert resumed.quant_steps == pytest.approx(straight.quant_steps, rel=1e-5)
+    assert straight.rate_lambda != 1.0 and resumed.rate_lambda == pytest.approx(straight.rate_lambda, rel=1e-9)
 
 
 def test_rate_search_of_a_rate_aware_fit_scales_its_steps():
@@ -159,6 +173,29 @@ def test_rate_search_of_a_rate_aware_fit_scales_its_steps():
     target = target_from_bpp(0.04, 120, 144, 176)
     assert solve(target, 120, 144, 176, rate_aware=True).decoder_param_count() > \
         solve(target, 120, 144, 176).decoder_param_count()  # rate-aware weights code in fewer bits
+
+
+def test_lambda_ramps_in_then_follows_the_rate_target():
+    ramp_steps = int(LAMBDA_RAMP_FRACTION * 1000)
+    assert lambda_at(0, 1000, 2.0) == pytest.approx(2.0 / ramp_steps)
+    assert lambda_at(ramp_steps // 2 - 1, 1000, 2.0) == pytest.approx(1.0) and lambda_at(500, 1000, 2.0) == 2.0
+    assert adapted_lambda(1.0, 1200.0, 1000.0) > 1.0 > adapted_lambda(1.0, 800.0, 1000.0)
+    assert adapted_lambda(1.0, 1000.0, 1000.0) == pytest.approx(1.0)
+    assert adapted_lambda(LAMBDA_MAX, 1e9, 1.0) == LAMBDA_MAX and adapted_lambda(LAMBDA_MIN, 0.0, 1e9) == LAMBDA_MIN
+
+
+def test_a_rate_target_moves_lambda_toward_it(clip, rate_fit):
+    """Same start (lambda 1): a target far below the fit's rate raises lambda and shrinks the file, one
+    far above lowers it; without a target lambda stays where it started."""
+    assert rate_fit.rate_lambda == 1.0
+    estimated = rate_estimate(code_fit(rate_fit, Fraction(25), CompressionConfig(weight_step_scale=1.0)))
+    bits = estimated.estimated_payload_bytes * 8
+    config = FitConfig(epochs=12, lr=5e-3, batch=2, rate_lambda=1.0)
+    low = fit(clip, tiny_config(), replace(config, rate_target_bits=bits / 4), CPU)
+    high = fit(clip, tiny_config(), replace(config, rate_target_bits=bits * 4), CPU)
+    assert low.rate_lambda > 1.0 > high.rate_lambda
+    steps = CompressionConfig(weight_step_scale=1.0)
+    assert len(code_fit(low, Fraction(25), steps)) < len(code_fit(rate_fit, Fraction(25), steps))
 
 
 def test_rate_aware_never_touches_the_global_rng(clip):

@@ -158,7 +158,7 @@ def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float
     prune_config = PruneConfig(fraction=prune, epochs=recipe.prune_epochs)
     if rate_mode:
         _encode_at_rate(input_path, output, clip, opts, fit_config, prune_config, bpp, kbps, bits, preset, device,
-                        as_json, quiet, started)
+                        as_json, quiet, started, adapt_lambda=rate_lambda is None)
         return
     settings = EncodeSettings(
         model=build_model_config("cnerv", size, clip.height, clip.width,
@@ -223,9 +223,10 @@ def _check_rate_options(size: str | None, bpp: float | None, kbps: float | None,
 
 def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit_config: FitConfig,
                     prune_config: PruneConfig, bpp: float | None, kbps: float | None, bits: int | None, preset: str,
-                    device: str, as_json: bool, quiet: bool, started: float) -> None:
+                    device: str, as_json: bool, quiet: bool, started: float, adapt_lambda: bool = True) -> None:
     """``encode --bpp/--kbps`` (and the default): a network solved for the rate, then the bit depths that
-    land the written file on it (``ratecontrol``)."""
+    land the written file on it (``ratecontrol``); the default lambda follows the target during the fit
+    (``adapt_lambda``), a ``--lambda`` given stays fixed."""
     from cnervcodec.codec import coded_bits, encode_at_rate, encode_metadata
     from cnervcodec.format.records import ColorInfo
     from cnervcodec.ratecontrol import target_from_bpp, target_from_kbps
@@ -244,7 +245,8 @@ def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit
                                     planes=clip.planes, weight_bits=bits, strict=bpp is not None or kbps is not None,
                                     color=ColorInfo(*clip.color),
                                     audio=_audio_for(input_path, opts, clip), metadata=metadata,
-                                    progress=(lambda stage, p: progress(p)) if progress else None, should_stop=stop)
+                                    progress=(lambda stage, p: progress(p)) if progress else None, should_stop=stop,
+                                    adapt_lambda=adapt_lambda)
     finally:
         if progress is not None:
             progress.close()
@@ -260,6 +262,8 @@ def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit
                            "decoder_params": result.model.decoder_param_count()},
                   fit_seconds=round(result.fit_seconds, 3), train_fps=round(result.train_fps, 1),
                   rate_aware=fit_config.rate_lambda > 0, **{"lambda": fit_config.rate_lambda},
+                  final_lambda=None if result.rate_lambda is None else round(result.rate_lambda, 6),
+                  step_scales=[result.compression.weight_step_scale, result.compression.embed_step_scale],
                   **coded_bits(result.data))
     notes = list(clip.notes) + ([quality.note] if quality.note else [])
     if bpp is None and kbps is None and report["off_target"] > RATE_TOLERANCE:

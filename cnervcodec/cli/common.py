@@ -189,8 +189,9 @@ def rate_aware_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     command = click.option(
         "--lambda", "rate_lambda", type=click.FloatRange(min=0.0, max=1e6, min_open=True), default=None,
-        help=f"Weight of the rate term in the loss D + lambda * bpp (learned quantization steps) [default: chosen "
-             f"for the target rate under rate control ({RATE_LAMBDA} at 0.04 bpp); off with --size unless given].")(command)
+        help=f"Weight of the rate term in the loss D + lambda * bpp (learned quantization steps), held fixed "
+             f"[default under rate control: starts at {RATE_LAMBDA} and follows the target during the fit; "
+             f"with --size: no rate term unless given].")(command)
     return click.option(
         "--rate-aware", type=click.Choice(["on", "off"]), default="on", show_default=True,
         help="Train for the rate (learned steps, noise then straight-through rounding, a rate term); off: "

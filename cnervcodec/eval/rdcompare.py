@@ -134,7 +134,8 @@ def cnerv_rate_points(frames_u8: torch.Tensor, fps: Fraction, planes: Planes | N
         meta = encode_metadata(source_name, "auto", preset, point_fit, CompressionConfig(), PruneConfig())
         result = encode_at_rate(frames_u8, fps, target, point_fit, PruneConfig(), device, planes=planes,
                                 metadata=meta | {"rate_target_bytes": target.bytes},
-                                progress=(lambda _, p: progress(p)) if progress else None, should_stop=should_stop)
+                                progress=(lambda _, p: progress(p)) if progress else None, should_stop=should_stop,
+                                adapt_lambda=rd.rate_lambda is None)
         if keep is not None:
             keep(f"cnerv_bpp{bpp:g}.cnrv", result.data)
         point = _quality_point(frames_u8, decode(result.data, device=device), len(result.data), planes)
@@ -142,13 +143,14 @@ def cnerv_rate_points(frames_u8: torch.Tensor, fps: Fraction, planes: Planes | N
                   "widths": list(result.model.widths), "embed_dim": result.model.embedding.dim,
                   "grid": list(result.model.embedding.grid), "decoder_params": result.model.decoder_param_count(),
                   "rate_aware": point_fit.rate_lambda > 0, "lambda": point_fit.rate_lambda,
+                  "final_lambda": None if result.rate_lambda is None else round(result.rate_lambda, 6),
                   "step_scales": [result.compression.weight_step_scale, result.compression.embed_step_scale],
                   "fit_seconds": round(result.fit_seconds, 3), "train_fps": round(result.train_fps, 1),
                   "encode_seconds": round(time.monotonic() - started, 3)}
         point |= coded_bits(result.data)
         log(f"cnerv --bpp {bpp:g}: {point['bpp']:.4f} bpp ({point['off_target']:+.1%}), PSNR-YUV "
             f"{point['psnr_yuv']:.2f} dB, {point['decoder_params']:,} params, {point['weight_bits']}/{point['embed_bits']} bits, "
-            f"lambda {point['lambda']:g}, estimate {point['estimate_error']:+.1%}, "
+            f"lambda {point['lambda']:g} -> {point['final_lambda'] or 0:.3g}, estimate {point['estimate_error']:+.1%}, "
             f"fit {point['fit_seconds']:.0f} s ({point['train_fps']:.0f} frames/s)")
         points.append(point)
     return points
