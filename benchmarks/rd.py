@@ -97,8 +97,8 @@ def saving_rows(name: str, reports: dict[str, dict], method: str) -> list[list[s
              fmt(saving["bd_rate_ms_ssim"], "+.1f") + " %", f"{saving['overlap']:.0%} / {saving['overlap_log_rate']:.0%}"]]
 
 
-POINT_HEADER = ["clip", "rate-aware", "target bpp", "bytes", "bpp", "YUV-PSNR dB", "decoder params", "lambda",
-                "estimated bytes", "estimate error", "encode s"]
+POINT_HEADER = ["clip", "rate-aware", "target bpp", "bytes", "bpp", "YUV-PSNR dB", "decoder params",
+                "lambda start -> end", "step scales (weights, embeddings)", "estimated bytes", "estimate error", "encode s"]
 
 
 def point_rows(name: str, report: dict) -> list[list[str]]:
@@ -106,7 +106,9 @@ def point_rows(name: str, report: dict) -> list[list[str]]:
     rows = []
     for p in report["cnerv"]["candidates"]:
         rows.append([name, "on" if p.get("rate_aware") else "off", f"{p['target_bpp']:g}", f"{p['bytes']:,}",
-                     f"{p['bpp']:.4f}", f"{p['psnr_yuv']:.2f}", f"{p['decoder_params']:,}", f"{p.get('lambda', 0):g}",
+                     f"{p['bpp']:.4f}", f"{p['psnr_yuv']:.2f}", f"{p['decoder_params']:,}",
+                     f"{p.get('lambda', 0):g} -> {p['final_lambda']:.3g}" if p.get("final_lambda") else "off",
+                     ", ".join(f"{x:.2f}" for x in p["step_scales"]) if p.get("step_scales") and p.get("rate_aware") else "n/a",
                      f"{p['estimated_bytes']:,.0f}" if "estimated_bytes" in p else "n/a",
                      fmt(p.get("estimate_error"), "+.2%"), fmt(p.get("encode_seconds"), ".0f")])
     return rows
@@ -141,7 +143,7 @@ def print_table(title: str, header: list[str], cells: list[list[str]]) -> str:
 
 def retabulate(args: argparse.Namespace) -> None:
     """Rebuild the table (and plots) from saved results, BD recomputed by the current ``bd_against``."""
-    rows, header_note = [], ""
+    rows, per_point, header_note = [], [], ""
     for name in args.clips:
         reports = {}
         for rate_aware in ("on", "off"):
@@ -154,10 +156,12 @@ def retabulate(args: argparse.Namespace) -> None:
                 report[anchor] |= bd_against(report[anchor]["points"], report["cnerv"]["points"], report["method"])
             path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
             rows += table_rows(name, report)
+            if "target_bpp" in report["cnerv"]["candidates"][0]:
+                per_point += point_rows(name, report)
             header_note = report.get("table_title", header_note)
         if reports:
             rows += saving_rows(name, reports, next(iter(reports.values()))["method"])
-    text = print_table(header_note or "RD results", HEADER, rows)
+    text = print_table(header_note or "RD results", HEADER, rows) + points_table(per_point)
     if args.md_out:
         args.md_out.write_text(text)
 
@@ -244,11 +248,17 @@ def main() -> None:
             log(f"   done in {report['seconds']:.0f} s")
         rows += saving_rows(name, reports, rd.method)
     text = print_table(f"{title}, {time.monotonic() - started:.0f} s in all", HEADER, rows)
-    if per_point:
-        text += "\n" + print_table("Every CNeRV point (estimate: the rate term's model on the file's symbols, "
-                                    "plus the file's other bytes)", POINT_HEADER, per_point)
+    text += points_table(per_point)
     if args.md_out:
         args.md_out.write_text(text)
+
+
+def points_table(per_point: list[list[str]]) -> str:
+    """The per-point table (rate-controlled runs), printed; empty when there is none."""
+    if not per_point:
+        return ""
+    return "\n" + print_table("Every CNeRV point (estimate: the rate term's model on the file's symbols, "
+                              "plus the file's other bytes)", POINT_HEADER, per_point)
 
 
 if __name__ == "__main__":

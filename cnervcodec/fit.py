@@ -314,7 +314,7 @@ class _Trainer:
         loss.backward()
         self.optimizer.step()
         if self.quant_steps is not None and self.config.rate_target_bits > 0:
-            self.follow_rate_target(float(rate_bits))
+            self.follow_rate_target(float(rate_bits.detach()))
         if self.after_step is not None:
             self.after_step()
         self.step += 1

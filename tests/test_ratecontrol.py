@@ -74,7 +74,7 @@ def test_encode_bpp_lands_within_tolerance_of_the_written_file(tmp_path, bpp):
 
 def test_bits_pin_the_weight_depth_under_rate_control(tmp_path):
     res = cnerv("encode", CLIP, "-o", str(tmp_path / "b.cnrv"), "--frames", "6", "--scale", "88x72", "--epochs", "3",
-                "--bpp", "0.8", "--bits", "8", "--json", "-q")
+                "--bpp", "0.8", "--bits", "8", "--rate-aware", "off", "--json", "-q")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["weight_bits"] == 8
 
