@@ -41,7 +41,14 @@ from cnervcodec.interpolate import check_interpolation, render_interpolated
 from cnervcodec.model import Decoder, VideoNetwork, bitstream_tensors, render_range
 from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.rate_training import EMBEDDINGS
-from cnervcodec.ratecontrol import RateTarget, coding_candidates, in_window, payload_target_bits, solve
+from cnervcodec.ratecontrol import (
+    RateTarget,
+    coding_candidates,
+    fallback_candidates,
+    in_window,
+    payload_target_bits,
+    solve,
+)
 from cnervcodec.tensor_coding import (
     STREAM_CODERS,
     compress_decoder,
@@ -403,24 +410,36 @@ def n_coded_records(model: ModelConfig) -> int:
     return len(bitstream_tensors(network.decoder)) + 1
 
 
+def _coded_candidates(fitted: FitResult, fps: Fraction, candidates: list[CompressionConfig], color: ColorInfo,
+                      metadata: dict[str, Any] | None) -> list[tuple[bytes, CompressionConfig]]:
+    """Each candidate coding's file; one that cannot code this network (too few bits for its
+    shapes, a decompression-bomb bound, or a span past 16 bits) is not a candidate."""
+    coded = []
+    for compression in candidates:
+        try:
+            coded.append((code_fit(fitted, fps, compression, color=color, metadata=metadata), compression))
+        except BadInputError:
+            continue
+    return coded
+
+
 def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, reference_u8: torch.Tensor,
                      planes: Planes | None, *, weight_bits: int | None = None, device: torch.device | str = "cpu",
                      color: ColorInfo = ColorInfo(), metadata: dict[str, Any] | None = None) -> RateChoice:
     """Code one fit at every bit-depth pair of ``ratecontrol.coding_candidates``, keep the files within
     the search window of ``target``, decode them and return the best YUV-PSNR (scored on ``planes``
-    when the source has its own); when no file lands in the window, the closest one."""
+    when the source has its own); when none lands, a rate-aware fit also tries
+    ``ratecontrol.fallback_candidates``; when still none lands in the window, the closest file."""
     from cnervcodec.metrics import psnr_yuv_db
 
-    coded = []
-    for compression in coding_candidates(weight_bits, learned_steps=fitted.quant_steps is not None):
-        try:
-            data = code_fit(fitted, fps, compression, color=color, metadata=metadata)
-        except BadInputError:  # too few bits for this network (a decompression-bomb shape): not a candidate
-            continue
-        coded.append((data, compression))
+    learned = fitted.quant_steps is not None
+    coded = _coded_candidates(fitted, fps, coding_candidates(weight_bits, learned_steps=learned), color, metadata)
+    window = [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
+    if not window:
+        coded += _coded_candidates(fitted, fps, fallback_candidates(learned), color, metadata)
+        window = [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
     if not coded:
         raise BadInputError("no bit depth codes this network: ask for a higher rate")
-    window = [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
     if not window:
         window = [min(range(len(coded)), key=lambda i: abs(len(coded[i][0]) - target.bytes))]
     psnr_of = {i: float(psnr_yuv_db(reference_u8, decode(coded[i][0], device=device), planes=planes).mean())

@@ -64,6 +64,9 @@ RATE_LAMBDA = 1.0
 # The post-fit search of a rate-aware fit: its learned steps times these factors (C3's step search)
 WEIGHT_STEP_SCALES = tuple(2 ** (i / 4) for i in range(-2, 5))
 EMBED_STEP_SCALES = (2 ** -0.5, 1.0, 2 ** 0.5, 2.0)
+# When none of those lands in the window (a fit far from its target: a short fit, a tiny clip), the
+# search goes on with every step scaled alike by these: finer grids for more bytes, coarser for fewer.
+FALLBACK_STEP_SCALES = tuple(2 ** (i / 2) for i in (-2, -3, -4, -5, -6, -8, -10, 3, 4, 5, 6, 8))
 HEADER_BYTES = 700  # chunk framing and HEAD (134 B at 176x144) and the meta chunk's JSON that encode writes
 RECORD_BYTES = 34  # one tensor record's fields besides its payload, with a Laplace model (measured: 13 records, ~440 B)
 
@@ -174,6 +177,15 @@ def coding_candidates(weight_bits: int | None, learned_steps: bool = False) -> l
     weights = (weight_bits,) if weight_bits else WEIGHT_BITS_SEARCH
     return [CompressionConfig(weight_bits=w, embed_bits=e, weight_axis=wa, embed_axis=ea)
             for w in weights for e in EMBED_BITS_SEARCH for wa in (-1, 0) for ea in (-1, 1)]
+
+
+def fallback_candidates(learned_steps: bool) -> list[CompressionConfig]:
+    """The codings tried after ``coding_candidates`` when none of them lands: a rate-aware fit's steps
+    scaled far from where it learned them (quality falls, but the rate asked for is met); nothing for
+    eq. 4's search, whose bit depths already span the range."""
+    if not learned_steps:
+        return []
+    return [CompressionConfig(weight_step_scale=s, embed_step_scale=s) for s in FALLBACK_STEP_SCALES]
 
 
 def in_window(n_bytes: int, target: RateTarget, tolerance: float = SEARCH_TOLERANCE) -> bool:

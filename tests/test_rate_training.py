@@ -175,6 +175,17 @@ def test_rate_search_of_a_rate_aware_fit_scales_its_steps():
         solve(target, 120, 144, 176).decoder_param_count()  # rate-aware weights code in fewer bits
 
 
+def test_fallback_codings_scale_every_step_alike_and_only_for_learned_steps(rate_fit):
+    from cnervcodec.ratecontrol import fallback_candidates
+
+    assert fallback_candidates(False) == []
+    fallbacks = fallback_candidates(True)
+    assert all(c.weight_step_scale == c.embed_step_scale for c in fallbacks)
+    sizes = {c.weight_step_scale: len(code_fit(rate_fit, Fraction(25), c)) for c in fallbacks[:3]}
+    finest, coarsest = min(sizes), max(sizes)
+    assert sizes[finest] > sizes[coarsest]  # a finer grid writes more bytes: how a far-off fit still lands
+
+
 def test_lambda_ramps_in_then_follows_the_rate_target():
     ramp_steps = int(LAMBDA_RAMP_FRACTION * 1000)
     assert lambda_at(0, 1000, 2.0) == pytest.approx(2.0 / ramp_steps)
