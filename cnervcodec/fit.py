@@ -27,15 +27,7 @@ from cnervcodec.errors import CheckpointError, CnervError
 from cnervcodec.losses import l1_ssim_loss, yuv_mse_loss
 from cnervcodec.metrics import rgb_to_yuv420
 from cnervcodec.model import VideoNetwork
-from cnervcodec.rate_training import (
-    INIT_EMBED_BITS,
-    LAMBDA_RAMP_FRACTION,
-    NOISE_FRACTION,
-    QuantSteps,
-    adapted_lambda,
-    lambda_at,
-    minmax_step,
-)
+from cnervcodec.rate_training import RateState, lambda_at
 from cnervcodec.safetensors_files import load_checkpoint, save_checkpoint
 
 # yuv-mse sees chroma only through 2x2 means, so an RGB output may put any chroma pattern inside a
@@ -89,10 +81,10 @@ class FitResult:
     fit_seconds: float  # wall time of the training loop, summed over resumed runs
     train_frames: int  # frame passes through the training step, summed over resumed runs
     steps: int
-    # Rate-aware fits (``rate_lambda`` > 0): the learned quantization step of every decoder tensor and
-    # of the embeddings (``rate_training.EMBEDDINGS``), which the coder quantizes with.
+    # Rate-aware fits: every coded tensor's learned step (``rate_training.EMBEDDINGS``: the embeddings'),
+    # which the coder quantizes with, and lambda at the end (adapted to a rate target)
     quant_steps: dict[str, float] | None = None
-    rate_lambda: float | None = None  # the rate term's weight at the end (adapted to a rate target)
+    rate_lambda: float | None = None
 
     @property
     def train_fps(self) -> float:
@@ -186,11 +178,8 @@ class _Trainer:
         self.seen, self.unseen = training_split(frames_u8.shape[0], config)
         self.steps_per_epoch = math.ceil(len(self.seen) / config.batch)
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.quant_steps = None
-        self.rate_lambda = config.rate_lambda  # adapted step by step when the config has a rate target
-        if config.rate_lambda > 0 and network.encoder is not None:
-            self.quant_steps = QuantSteps(self.network.decoder, embedding_step=1.0).to(device)
-        self.noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)  # quantization noise
+        self.rate = (RateState(self.network.decoder, config.rate_lambda, config.seed, device)
+                     if config.rate_lambda > 0 and network.encoder is not None else None)
         self.optimizer = torch.optim.Adam(self.trainable(), lr=config.lr)
         self.n_pixels = frames_u8.shape[0] * model_config.height * model_config.width  # of the whole clip: R's bpp
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -205,14 +194,12 @@ class _Trainer:
         """Measure the CNeRV encoder's input standardization on the training frames (fresh fits only)."""
         if self.network.encoder is not None:
             self.network.encoder.set_statistics(self.inputs[self.seen.to(self.device)])
-        if self.quant_steps is not None:  # the embeddings' step starts at eq. 4's for the first embeddings
-            with torch.no_grad():
-                embeddings = self.network.encoder(self.inputs[self.seen.to(self.device)])
-            self.quant_steps.log_embed_step.data.fill_(math.log(minmax_step(embeddings, INIT_EMBED_BITS)))
+        if self.rate is not None:
+            self.rate.start_embedding_step(self.network.encoder, self.inputs[self.seen.to(self.device)])
 
     def trainable(self) -> list[torch.nn.Parameter]:
         """What Adam updates: the network, then the learned steps of a rate-aware fit."""
-        extra = list(self.quant_steps.parameters()) if self.quant_steps is not None else []
+        extra = list(self.rate.steps.parameters()) if self.rate is not None else []
         return list(self.network.parameters()) + extra
 
     def optimizer_tensors(self) -> dict[str, torch.Tensor]:
@@ -226,11 +213,8 @@ class _Trainer:
         extra = {"rng": self.generator.get_state()}
         if self.permutation is not None:
             extra["permutation"] = self.permutation
-        if self.quant_steps is not None:
-            extra["noise_rng"] = self.noise_generator.get_state()
-            extra["quant.weights"] = self.quant_steps.log_weight_steps.detach().cpu()
-            extra["quant.embeddings"] = self.quant_steps.log_embed_step.detach().cpu().reshape(1)
-            extra["quant.lambda"] = torch.tensor([self.rate_lambda], dtype=torch.float64)
+        if self.rate is not None:
+            extra |= self.rate.checkpoint_tensors()
         state = {
             "step": self.step,
             "position": self.position,
@@ -249,8 +233,8 @@ class _Trainer:
             self.elapsed_s = float(state["elapsed_s"])
             self.train_frames = int(state["train_frames"])
             self.generator.set_state(tensors["rng"])
-            if self.quant_steps is not None:
-                self._restore_steps(tensors)
+            if self.rate is not None:
+                self.rate.restore(tensors)
             optimizer_state = self._optimizer_state_from(tensors)
             self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": self.optimizer.state_dict()["param_groups"]})
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
@@ -264,19 +248,6 @@ class _Trainer:
             self.permutation = permutation
         if not 0 <= self.step <= self.total_steps:
             raise CheckpointError(f"{path}: step {self.step} is outside this fit's {self.total_steps} steps")
-
-    def _restore_steps(self, tensors: dict[str, torch.Tensor]) -> None:
-        weights, embeddings = tensors["quant.weights"], tensors["quant.embeddings"]
-        if weights.shape != self.quant_steps.log_weight_steps.shape or embeddings.numel() != 1:
-            raise ValueError("learned quantization steps do not match the network")
-        with torch.no_grad():
-            self.quant_steps.log_weight_steps.copy_(weights.float())
-            self.quant_steps.log_embed_step.fill_(float(embeddings.reshape(())))
-        rate_lambda = float(tensors["quant.lambda"].reshape(()))
-        if not 0 < rate_lambda < float("inf"):
-            raise ValueError("the checkpoint's lambda is not a positive number")
-        self.rate_lambda = rate_lambda
-        self.noise_generator.set_state(tensors["noise_rng"])
 
     def _optimizer_state_from(self, tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
         state: dict[int, dict[str, torch.Tensor]] = {}
@@ -301,46 +272,27 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.total_steps, self.config)
         device_indices = indices.to(self.device)
-        if self.quant_steps is not None:
-            pred, rate_bits = self.rate_aware_forward(device_indices)
+        if self.rate is not None:
+            pred, rate_bits = self.rate.forward(self.network, self.inputs, device_indices, self.frames.shape[0],
+                                                self.step / self.total_steps, self.use_amp)
         else:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 pred = self.network(self.network.latent_for(self.inputs[device_indices]))
         pred = pred.float()
         loss, mse = self.loss(pred, device_indices)
-        if self.quant_steps is not None:
-            loss = loss + lambda_at(self.step, self.total_steps, self.rate_lambda) * rate_bits / self.n_pixels
+        if self.rate is not None:
+            loss = loss + lambda_at(self.step, self.total_steps, self.rate.rate_lambda) * rate_bits / self.n_pixels
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if self.quant_steps is not None and self.config.rate_target_bits > 0:
-            self.follow_rate_target(float(rate_bits.detach()))
+        if self.rate is not None and self.config.rate_target_bits > 0:
+            self.rate.follow(self.step, self.total_steps, float(rate_bits.detach()), self.config.rate_target_bits)
         if self.after_step is not None:
             self.after_step()
         self.step += 1
         self.position = (self.position + 1) % self.steps_per_epoch
         self.train_frames += len(indices)
         return loss.detach(), mse
-
-    def rate_aware_forward(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prediction from the quantized decoder and embeddings, estimated bits of the whole file's
-        weights and embeddings): each frame's predecessor goes through the encoder too, for the rate of
-        the temporal residuals the file codes."""
-        noise = None if self.step >= NOISE_FRACTION * self.total_steps else self.noise_generator
-        latent = self.network.latent_for(self.inputs[indices])
-        previous = self.network.latent_for(self.inputs[(indices - 1).clamp_min(0)])
-        coded_latent, embed_bits_per_frame = self.quant_steps.quantized_embeddings(latent, previous, noise)
-        weights, weight_bits = self.quant_steps.quantized_decoder(self.network.decoder, noise)
-        overrides = {f"decoder.{name}": value for name, value in weights.items()}
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-            pred = torch.func.functional_call(self.network, overrides, (coded_latent,))
-        n_frames = self.frames.shape[0]
-        return pred, weight_bits + embed_bits_per_frame * n_frames
-
-    def follow_rate_target(self, estimated_bits: float) -> None:
-        """After the ramp, move lambda toward the config's rate target (when it has one)."""
-        if self.step >= LAMBDA_RAMP_FRACTION * self.total_steps:
-            self.rate_lambda = adapted_lambda(self.rate_lambda, estimated_bits, self.config.rate_target_bits)
 
     def loss(self, pred: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, per-frame MSE for the progress PSNR: RGB, or Y for the plane loss) of a batch."""
@@ -402,8 +354,8 @@ def _result(trainer: _Trainer) -> FitResult:
         fit_seconds=trainer.elapsed_s,
         train_frames=trainer.train_frames,
         steps=trainer.step,
-        quant_steps=trainer.quant_steps.values() if trainer.quant_steps is not None else None,
-        rate_lambda=trainer.rate_lambda if trainer.quant_steps is not None else None,
+        quant_steps=trainer.rate.steps.values() if trainer.rate is not None else None,
+        rate_lambda=trainer.rate.rate_lambda if trainer.rate is not None else None,
     )
 
 
@@ -423,8 +375,8 @@ def fine_tune(
     frames ``fit_config`` selects, so a recipe derived from the fit's own config keeps its split;
     a rate-aware recipe continues from the fit's learned ``quant_steps``."""
     trainer = _Trainer(frames_u8, network, fit_config, device, planes)
-    if trainer.quant_steps is not None and quant_steps is not None:
-        trainer.quant_steps.load_values(quant_steps)
+    if trainer.rate is not None and quant_steps is not None:
+        trainer.rate.steps.load_values(quant_steps)
     trainer.after_step = after_step
     after_step()
     _run(trainer, progress, CheckpointPolicy(), frames_fingerprint(frames_u8), should_stop)

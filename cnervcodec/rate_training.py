@@ -142,3 +142,59 @@ class QuantSteps(nn.Module):
             return y * step, geometric_bits(y) / current.shape[0]
         y_previous = noisy_or_rounded(previous / step, noise)
         return y * step, geometric_bits(y - y_previous) / current.shape[0]
+
+
+class RateState:
+    """What a rate-aware fit carries besides the network: the learned steps, the noise generator (the
+    fit's own), and lambda as it stands (adapted step by step when the fit has a rate target)."""
+
+    def __init__(self, decoder: Decoder, rate_lambda: float, seed: int, device: torch.device) -> None:
+        self.steps = QuantSteps(decoder, embedding_step=1.0).to(device)
+        self.noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
+        self.rate_lambda = rate_lambda
+
+    @torch.no_grad()
+    def start_embedding_step(self, encoder: nn.Module, inputs: torch.Tensor) -> None:
+        """The embeddings' step starts at eq. 4's for the fit's first embeddings of ``inputs``."""
+        self.steps.log_embed_step.fill_(math.log(minmax_step(encoder(inputs), INIT_EMBED_BITS)))
+
+    def forward(self, network: nn.Module, inputs: torch.Tensor, indices: torch.Tensor, n_frames: int,
+                progress: float, use_amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction from the quantized decoder and embeddings, estimated bits of the whole file's
+        weights and embeddings) at ``progress`` (steps done / all): noise before ``NOISE_FRACTION``,
+        rounding after. Each frame's predecessor goes through the encoder too, for the rate of the
+        temporal residuals the file codes."""
+        generator = self.noise_generator if progress < NOISE_FRACTION else None
+        latent = network.latent_for(inputs[indices])
+        previous = network.latent_for(inputs[(indices - 1).clamp_min(0)])
+        coded_latent, embed_bits_per_frame = self.steps.quantized_embeddings(latent, previous, generator)
+        weights, weight_bits = self.steps.quantized_decoder(network.decoder, generator)
+        overrides = {f"decoder.{name}": value for name, value in weights.items()}
+        with torch.autocast(indices.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            pred = torch.func.functional_call(network, overrides, (coded_latent,))
+        return pred, weight_bits + embed_bits_per_frame * n_frames
+
+    def follow(self, step: int, total_steps: int, estimated_bits: float, target_bits: float) -> None:
+        """After the ramp, move lambda toward ``target_bits``."""
+        if step >= LAMBDA_RAMP_FRACTION * total_steps:
+            self.rate_lambda = adapted_lambda(self.rate_lambda, estimated_bits, target_bits)
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        return {"noise_rng": self.noise_generator.get_state(),
+                "quant.weights": self.steps.log_weight_steps.detach().cpu(),
+                "quant.embeddings": self.steps.log_embed_step.detach().cpu().reshape(1),
+                "quant.lambda": torch.tensor([self.rate_lambda], dtype=torch.float64)}
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Back to a checkpoint's state; ValueError (or KeyError) when it does not fit this network."""
+        weights, embeddings = tensors["quant.weights"], tensors["quant.embeddings"]
+        if weights.shape != self.steps.log_weight_steps.shape or embeddings.numel() != 1:
+            raise ValueError("learned quantization steps do not match the network")
+        rate_lambda = float(tensors["quant.lambda"].reshape(()))
+        if not 0 < rate_lambda < float("inf"):
+            raise ValueError("the checkpoint's lambda is not a positive number")
+        with torch.no_grad():
+            self.steps.log_weight_steps.copy_(weights.float())
+            self.steps.log_embed_step.fill_(float(embeddings.reshape(())))
+        self.rate_lambda = rate_lambda
+        self.noise_generator.set_state(tensors["noise_rng"])

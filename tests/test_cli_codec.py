@@ -25,7 +25,9 @@ def test_encode_json_counts_every_byte(encoded):
     path, report = encoded
     assert set(report) == {"frames", "width", "height", "fps", "bytes", "bpp", "psnr", "psnr_yuv", "ms_ssim",
                            "encode_seconds", "size", "target_bytes", "target_bpp", "video_bytes", "video_bpp",
-                           "off_target", "network", "weight_bits", "embed_bits", "fit_seconds", "train_fps"}
+                           "off_target", "network", "weight_bits", "embed_bits", "fit_seconds", "train_fps",
+                           "rate_aware", "lambda", "final_lambda", "step_scales", "file_bytes", "estimated_bytes",
+                           "payload_bytes", "estimated_payload_bytes", "estimate_error"}
     assert report["size"] == "auto"  # no --size: rate control at the default operating point
     assert report["bytes"] == path.stat().st_size == report["video_bytes"]  # no audio: the video part is the file
     assert report["bpp"] == pytest.approx(report["bytes"] * 8 / (6 * 72 * 88))

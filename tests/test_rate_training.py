@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnervcodec.codec import code_fit, decode, rate_estimate
+from cnervcodec.codec import code_fit, decode
 from cnervcodec.config import CompressionConfig, EmbeddingConfig, FitConfig, ModelConfig
 from cnervcodec.errors import BadInputError
 from cnervcodec.fit import CheckpointPolicy, FitInterrupted, fit
@@ -19,6 +19,7 @@ from cnervcodec.format.records import STREAM_CODERS
 from cnervcodec.format.stream import read_container
 from cnervcodec.model import bitstream_tensors
 from cnervcodec.quantize import dequantize, quantize, step_params
+from cnervcodec.rate_estimate import rate_estimate
 from cnervcodec.rate_training import (
     EMBEDDINGS,
     LAMBDA_MAX,

@@ -227,7 +227,8 @@ def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit
     """``encode --bpp/--kbps`` (and the default): a network solved for the rate, then the bit depths that
     land the written file on it (``ratecontrol``); the default lambda follows the target during the fit
     (``adapt_lambda``), a ``--lambda`` given stays fixed."""
-    from cnervcodec.codec import coded_bits, encode_at_rate, encode_metadata
+    from cnervcodec.codec import encode_at_rate, encode_metadata
+    from cnervcodec.rate_estimate import coded_bits
     from cnervcodec.format.records import ColorInfo
     from cnervcodec.ratecontrol import target_from_bpp, target_from_kbps
 

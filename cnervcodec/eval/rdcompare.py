@@ -27,12 +27,13 @@ import numpy as np
 import torch
 
 from cnervcodec import __version__, metrics
-from cnervcodec.codec import code_fit, coded_bits, decode, encode_at_rate, encode_metadata
+from cnervcodec.codec import code_fit, decode, encode_at_rate, encode_metadata
 from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig, PruneConfig
 from cnervcodec.errors import BadInputError
 from cnervcodec.eval import anchors, bdrate
 from cnervcodec.fit import FitProgress, Planes, fit
 from cnervcodec.prune import prune_fit
+from cnervcodec.rate_estimate import coded_bits
 from cnervcodec.ratecontrol import default_lambda, target_from_bpp
 
 DEFAULT_BITS_LADDER = (8, 6, 5, 4)
