@@ -224,12 +224,11 @@ def _check_rate_options(size: str | None, bpp: float | None, kbps: float | None,
 def _encode_at_rate(input_path: str, output: Path, clip, opts: InputOptions, fit_config: FitConfig,
                     prune_config: PruneConfig, bpp: float | None, kbps: float | None, bits: int | None, preset: str,
                     device: str, as_json: bool, quiet: bool, started: float, adapt_lambda: bool = True) -> None:
-    """``encode --bpp/--kbps`` (and the default): a network solved for the rate, then the bit depths that
-    land the written file on it (``ratecontrol``); the default lambda follows the target during the fit
-    (``adapt_lambda``), a ``--lambda`` given stays fixed."""
+    """``encode --bpp/--kbps`` (and the default): a network solved for the rate, then the coding that lands
+    the file on it (``ratecontrol``); the default lambda follows the target, a ``--lambda`` stays fixed."""
     from cnervcodec.codec import encode_at_rate, encode_metadata
-    from cnervcodec.rate_estimate import coded_bits
     from cnervcodec.format.records import ColorInfo
+    from cnervcodec.rate_estimate import coded_bits
     from cnervcodec.ratecontrol import target_from_bpp, target_from_kbps
 
     if kbps is not None:
