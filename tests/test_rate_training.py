@@ -228,7 +228,8 @@ def y4m(tmp_path_factory, clip):
 
 
 def test_cli_refuses_bits_with_rate_aware_training_and_lambda_without_it(capsys, y4m, tmp_path):
-    code, _, err = run_cnerv(capsys, "encode", str(y4m), "-o", str(tmp_path / "a.cnrv"), "--bits", "6", "--bpp", "1")
+    code, _, err = run_cnerv(capsys, "encode", str(y4m), "-o", str(tmp_path / "a.cnrv"), "--bits", "6", "--bpp", "1",
+                             "--rate-aware", "on")
     assert code == 2 and "--rate-aware off" in err
     code, _, err = run_cnerv(capsys, "encode", str(y4m), "-o", str(tmp_path / "a.cnrv"), "--rate-aware", "off",
                              "--lambda", "2")
@@ -236,10 +237,20 @@ def test_cli_refuses_bits_with_rate_aware_training_and_lambda_without_it(capsys,
     assert not (tmp_path / "a.cnrv").exists()
 
 
+def test_auto_trains_for_the_rate_only_in_long_enough_fits():
+    from cnervcodec.cli.common import RATE_AWARE_MIN_EPOCHS, fit_lambda
+
+    assert fit_lambda("auto", None, True, None, 0.1, epochs=RATE_AWARE_MIN_EPOCHS) > 0
+    assert fit_lambda("auto", None, True, None, 0.1, epochs=30) == 0.0  # preset fast: off
+    assert fit_lambda("auto", 2.0, True, None, 0.1, epochs=30) == 2.0  # a --lambda asks for it
+    assert fit_lambda("auto", None, True, 8, 0.1, epochs=100) == 0.0  # --bits pins eq. 4: off
+    assert fit_lambda("on", None, True, None, 0.1, epochs=30) > 0
+
+
 def test_cli_reports_lambda_and_the_estimate(capsys, y4m, tmp_path):
     out = tmp_path / "b.cnrv"
     code, stdout, _ = run_cnerv(capsys, "encode", str(y4m), "-o", str(out), "--bpp", "2", "--epochs", "3", "--json",
-                                "-q")
+                                "-q", "--rate-aware", "on")
     assert code == 0, stdout
     report = json.loads(stdout)
     assert report["rate_aware"] is True and report["lambda"] > 0

@@ -22,6 +22,7 @@ from cnervcodec.cli.common import (
     emit,
     input_options,
     rate_aware_options,
+    resolve_rate_aware,
     read_input,
     size_help,
 )
@@ -181,7 +182,8 @@ def bd_rate_command(input_path: str | None, curves: tuple[Path, Path] | None, me
         bits_ladder=ladder_values(bits_ladder or "8,6,5,4", int, "--bits-ladder"),
         prune_ladder=ladder_values(prune_ladder or "0,0.2,0.4", float, "--prune-ladder"), embed_bits=embed_bits,
         prune_epochs=PRESETS[preset].prune_epochs, bpp_ladder=ladder_mode,
-        rate_aware=rate_aware == "on" and ladder_mode is not None, rate_lambda=rate_lambda)
+        rate_aware=resolve_rate_aware(rate_aware, epochs or PRESETS[preset].epochs, rate_lambda) == "on"
+        and ladder_mode is not None, rate_lambda=rate_lambda)
     if rate_lambda is not None and not rd.rate_aware:
         raise click.UsageError("--lambda weighs the rate term of rate-aware training: it needs --rate-aware on "
                                "and the --bpp-ladder (not --size)")
