@@ -390,12 +390,15 @@ def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, refer
     ``ratecontrol.fallback_candidates``; when still none lands in the window, the closest file."""
     from cnervcodec.metrics import psnr_yuv_db
 
+    def landed() -> list[int]:
+        return [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
+
     learned = fitted.quant_steps is not None
     coded = _coded_candidates(fitted, fps, coding_candidates(weight_bits, learned_steps=learned), color, metadata)
-    window = [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
+    window = landed()
     if not window:
         coded += _coded_candidates(fitted, fps, fallback_candidates(learned), color, metadata)
-        window = [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
+        window = landed()
     if not coded:
         raise BadInputError("no bit depth codes this network: ask for a higher rate")
     if not window:

@@ -109,12 +109,6 @@ def family_config(c: int, height: int, width: int) -> ModelConfig:
     return ModelConfig(arch="cnerv", height=height, width=width, embedding=embedding, widths=widths)
 
 
-def default_lambda(target_bpp: float | None) -> float:
-    """The rate term's weight a fit starts from (``RATE_LAMBDA`` at every target: under rate control it
-    is then adapted to the target during the fit, so the start only needs to be near)."""
-    return RATE_LAMBDA
-
-
 def payload_target_bits(target: RateTarget, n_records: int) -> float:
     """The coded symbols' bits a rate-aware fit aims at for ``target``: the file less its headers and
     the ``n_records`` tensor records' fields (at least one byte a record)."""

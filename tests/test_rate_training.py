@@ -240,11 +240,11 @@ def test_cli_refuses_bits_with_rate_aware_training_and_lambda_without_it(capsys,
 def test_auto_trains_for_the_rate_only_in_long_enough_fits():
     from cnervcodec.cli.common import RATE_AWARE_MIN_EPOCHS, fit_lambda
 
-    assert fit_lambda("auto", None, True, None, 0.1, epochs=RATE_AWARE_MIN_EPOCHS) > 0
-    assert fit_lambda("auto", None, True, None, 0.1, epochs=30) == 0.0  # preset fast: off
-    assert fit_lambda("auto", 2.0, True, None, 0.1, epochs=30) == 2.0  # a --lambda asks for it
-    assert fit_lambda("auto", None, True, 8, 0.1, epochs=100) == 0.0  # --bits pins eq. 4: off
-    assert fit_lambda("on", None, True, None, 0.1, epochs=30) > 0
+    assert fit_lambda("auto", None, True, None, epochs=RATE_AWARE_MIN_EPOCHS) > 0
+    assert fit_lambda("auto", None, True, None, epochs=30) == 0.0  # preset fast: off
+    assert fit_lambda("auto", 2.0, True, None, epochs=30) == 2.0  # a --lambda asks for it
+    assert fit_lambda("auto", None, True, 8, epochs=100) == 0.0  # --bits pins eq. 4: off
+    assert fit_lambda("on", None, True, None, epochs=30) > 0
 
 
 def test_cli_reports_lambda_and_the_estimate(capsys, y4m, tmp_path):

@@ -151,7 +151,7 @@ def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float
     rate_mode = size is None
     _check_rate_options(size, bpp, kbps, grid, embed_dim, embed_bits)
     recipe = PRESETS[preset]
-    chosen_lambda = fit_lambda(rate_aware, rate_lambda, rate_mode, bits, bpp, epochs or recipe.epochs)
+    chosen_lambda = fit_lambda(rate_aware, rate_lambda, rate_mode, bits, epochs or recipe.epochs)
     clip = read_input(input_path, opts)
     fit_config = FitConfig(epochs=epochs or recipe.epochs, lr=lr or (RATE_LR if rate_mode else 2e-3), batch=batch,
                            seed=seed, fit_every=fit_every, loss=loss or "l1-ssim", rate_lambda=chosen_lambda)

@@ -97,7 +97,6 @@ def read_bounded_file(path: str | Path, max_bytes: int, kind: str) -> bytes:
 
 
 MAX_CNRV_BYTES = 4 << 30
-RATE_AWARE_MIN_EPOCHS = 60  # --rate-aware auto: on from here (medium's 100 epochs), off below (fast's 30)
 MAX_CNRVM_BYTES = 4 << 30
 
 
@@ -183,9 +182,12 @@ def emit(data: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], 
         click.echo(human(data))
 
 
+RATE_AWARE_MIN_EPOCHS = 60  # --rate-aware auto: on from here (medium's 100 epochs), off below (fast's 30)
+
+
 def rate_aware_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--rate-aware on|off`` and ``--lambda``: training for the rate (``rate_training``), on by default under
-    rate control."""
+    """``--rate-aware auto|on|off`` and ``--lambda``: training for the rate (``rate_training``); ``auto``
+    (the default) is resolved by ``resolve_rate_aware``."""
     from cnervcodec.ratecontrol import RATE_LAMBDA
 
     command = click.option(
@@ -200,24 +202,24 @@ def rate_aware_options(command: Callable[..., Any]) -> Callable[..., Any]:
              f"for fits of {RATE_AWARE_MIN_EPOCHS} epochs or more (medium, slow), off for shorter ones (fast).")(command)
 
 
-def resolve_rate_aware(rate_aware: str, epochs: int, rate_lambda: float | None) -> str:
+def resolve_rate_aware(rate_aware: str, epochs: int, rate_lambda: float | None, bits: int | None = None) -> str:
     """``auto`` as on or off: rate-aware training needs a long enough fit (measured: preset fast, 30
     epochs, collapsed on 30 carphone frames, 17.2 dB, and lost 18.9 % BD-rate on bikes); a ``--lambda``
-    given asks for it."""
+    given asks for it, pinned eq. 4 depths (``--bits``) turn it off."""
     if rate_aware != "auto":
         return rate_aware
+    if bits is not None:
+        return "off"
     return "on" if rate_lambda is not None or epochs >= RATE_AWARE_MIN_EPOCHS else "off"
 
 
 def fit_lambda(rate_aware: str, rate_lambda: float | None, rate_mode: bool, bits: int | None,
-               target_bpp: float | None = None, epochs: int = RATE_AWARE_MIN_EPOCHS) -> float:
-    """The fit's ``rate_lambda``: 0 (off), the user's ``--lambda``, or under rate control the default for
-    ``target_bpp``; pinned eq. 4 depths (``--bits``) and a rate term do not go together (``auto`` with
-    ``--bits`` is off; otherwise ``auto`` is resolved for ``epochs``)."""
-    from cnervcodec.ratecontrol import default_lambda
+               epochs: int = RATE_AWARE_MIN_EPOCHS) -> float:
+    """The fit's ``rate_lambda``: 0 (off), the user's ``--lambda``, or under rate control the starting
+    ``RATE_LAMBDA``; pinned eq. 4 depths (``--bits``) and a rate term do not go together."""
+    from cnervcodec.ratecontrol import RATE_LAMBDA
 
-    rate_aware = "off" if rate_aware == "auto" and bits is not None else resolve_rate_aware(rate_aware, epochs,
-                                                                                           rate_lambda)
+    rate_aware = resolve_rate_aware(rate_aware, epochs, rate_lambda, bits)
     if rate_aware == "off":
         if rate_lambda is not None:
             raise click.UsageError("--lambda weighs the rate term of --rate-aware on: drop one of them")
@@ -227,5 +229,4 @@ def fit_lambda(rate_aware: str, rate_lambda: float | None, rate_mode: bool, bits
     if bits is not None:
         raise click.UsageError("--bits pins eq. 4's weight depth, rate-aware training learns its steps: "
                                "add --rate-aware off to pin --bits")
-    return rate_lambda if rate_lambda is not None else default_lambda(target_bpp)
-
+    return rate_lambda if rate_lambda is not None else RATE_LAMBDA

@@ -34,7 +34,7 @@ from cnervcodec.eval import anchors, bdrate
 from cnervcodec.fit import FitProgress, Planes, fit
 from cnervcodec.prune import prune_fit
 from cnervcodec.rate_estimate import coded_bits
-from cnervcodec.ratecontrol import default_lambda, target_from_bpp
+from cnervcodec.ratecontrol import RATE_LAMBDA, target_from_bpp
 
 DEFAULT_BITS_LADDER = (8, 6, 5, 4)
 DEFAULT_BPP_LADDER = (0.02, 0.04, 0.08, 0.16)  # spans x264/x265 medium on QCIF test clips (0.01 .. 0.3 bpp)
@@ -131,7 +131,7 @@ def cnerv_rate_points(frames_u8: torch.Tensor, fps: Fraction, planes: Planes | N
     for bpp in sorted(rd.bpp_ladder or ()):
         started = time.monotonic()
         target = target_from_bpp(bpp, n_frames, height, width)
-        point_fit = replace(fit_config, rate_lambda=(rd.rate_lambda or default_lambda(bpp)) if rd.rate_aware else 0.0)
+        point_fit = replace(fit_config, rate_lambda=(rd.rate_lambda or RATE_LAMBDA) if rd.rate_aware else 0.0)
         meta = encode_metadata(source_name, "auto", preset, point_fit, CompressionConfig(), PruneConfig())
         result = encode_at_rate(frames_u8, fps, target, point_fit, PruneConfig(), device, planes=planes,
                                 metadata=meta | {"rate_target_bytes": target.bytes},
