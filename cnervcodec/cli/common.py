@@ -174,9 +174,16 @@ class StopFlag:
         return self.requested
 
 
+EMIT_SINK = "cnerv.emit_sink"  # click context meta key: a run over several clips collects their JSON (cli.batch)
+
+
 def emit(data: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], str]) -> None:
     """Print a result as one JSON object on stdout, or as text for people."""
-    if as_json:
+    ctx = click.get_current_context(silent=True)
+    sink = ctx.meta.get(EMIT_SINK) if ctx is not None else None
+    if as_json and sink is not None:
+        sink(data)
+    elif as_json:
         click.echo(json.dumps(data, indent=None, allow_nan=False))
     else:
         click.echo(human(data))
