@@ -25,6 +25,7 @@ from cnervcodec.config import CompressionConfig, FitConfig, ModelConfig, PruneCo
 from cnervcodec.errors import BadInputError, CorruptContainerError
 from cnervcodec.fit import FitProgress, FitResult, Planes, fit, fitted_embeddings
 from cnervcodec.format.model_file import ModelFile
+from cnervcodec.frame_store import FrameFile
 from cnervcodec.format.records import AudioTrack, ColorInfo, TensorRecord
 from cnervcodec.format.stream import (
     Container,
@@ -298,10 +299,42 @@ def render_frames(network: DecodingNetwork, device: torch.device, batch: int = 8
 
 
 def decode(data: bytes, *, model_file: ModelFile | None = None, start: int = 0, frames: int | None = None,
-           device: torch.device | str = "cpu", batch: int = 8) -> torch.Tensor:
-    """The frames a ``.cnrv`` file decodes to, (N, 3, H, W) uint8: all of them, or ``frames`` from ``start``."""
+           device: torch.device | str = "cpu", batch: int = 8, to_disk: bool = False,
+           cache_dir: str | None = None) -> torch.Tensor:
+    """The frames a ``.cnrv`` file decodes to, (N, 3, H, W) uint8: all of them, or ``frames`` from ``start``.
+    ``to_disk``: into a ``frame_store.FrameFile`` in ``cache_dir`` instead (a long clip's decode)."""
     network = open_stream(data, model_file)
-    return torch.cat(list(render_frames(network, torch.device(device), batch, start=start, count=frames)))
+    rendered = render_frames(network, torch.device(device), batch, start=start, count=frames)
+    if not to_disk:
+        return torch.cat(list(rendered))
+    model = network.header.model
+    store = FrameFile((3, model.height, model.width), cache_dir)
+    for part in rendered:
+        store.append(part)
+    return store
+
+
+def decode_options(reference_u8) -> dict[str, Any]:
+    """``decode``'s options for scoring against ``reference_u8``: a stored (long) clip decodes to disk
+    beside it, so neither is ever held whole."""
+    if isinstance(reference_u8, torch.Tensor):
+        return {}
+    return {"to_disk": True, "cache_dir": getattr(reference_u8, "directory", None)}
+
+
+def decoded_psnr_yuv(data: bytes, reference_u8, planes: Planes | None, device: torch.device | str = "cpu",
+                     batch: int = 8) -> torch.Tensor:
+    """Per-frame YUV-PSNR of the frames ``data`` decodes to against ``reference_u8`` (and the source's
+    own ``planes``), a batch at a time: what a long clip's rate search scores without holding its frames."""
+    from cnervcodec.metrics import psnr_yuv_db
+
+    scores, start = [], 0
+    for part in render_frames(open_stream(data), torch.device(device), batch):
+        end = start + part.shape[0]
+        part_planes = tuple(p[start:end] for p in planes) if planes is not None else None
+        scores.append(psnr_yuv_db(reference_u8[start:end], part, planes=part_planes))
+        start = end
+    return torch.cat(scores)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,8 +421,6 @@ def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, refer
     the search window of ``target``, decode them and return the best YUV-PSNR (scored on ``planes``
     when the source has its own); when none lands, a rate-aware fit also tries
     ``ratecontrol.fallback_candidates``; when still none lands in the window, the closest file."""
-    from cnervcodec.metrics import psnr_yuv_db
-
     def landed() -> list[int]:
         return [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
 
@@ -403,8 +434,7 @@ def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, refer
         raise BadInputError("no bit depth codes this network: ask for a higher rate")
     if not window:
         window = [min(range(len(coded)), key=lambda i: abs(len(coded[i][0]) - target.bytes))]
-    psnr_of = {i: float(psnr_yuv_db(reference_u8, decode(coded[i][0], device=device), planes=planes).mean())
-               for i in window}
+    psnr_of = {i: float(decoded_psnr_yuv(coded[i][0], reference_u8, planes, device).mean()) for i in window}
     best = max(psnr_of, key=psnr_of.__getitem__)
     data, compression = coded[best]
     candidates = tuple(c.to_dict() | {"bytes": len(d), "psnr_yuv": round(psnr_of[i], 4) if i in psnr_of else None}

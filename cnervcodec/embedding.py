@@ -61,6 +61,11 @@ def block_projection(frames: torch.Tensor, config: EmbeddingConfig) -> torch.Ten
     return raw.reshape(batch, channels * rows.shape[0] * cols.shape[0], n_h, n_w)
 
 
+def _coefficient_rows(raw: torch.Tensor) -> torch.Tensor:
+    """(N, raw_dim, n_h, n_w) -> (raw_dim, N * n_h * n_w) float64: every value of each coefficient in a row."""
+    return raw.transpose(0, 1).reshape(raw.shape[1], -1).double()
+
+
 class ContentEncoder(nn.Module):
     """CNeRV's whole learned encoder: standardize the raw projection, then one 1x1 convolution.
 
@@ -77,11 +82,23 @@ class ContentEncoder(nn.Module):
         self.reduce = nn.Conv2d(config.raw_dim, config.dim, kernel_size=1)
 
     @torch.no_grad()
-    def set_statistics(self, raw: torch.Tensor) -> None:
-        """Measure the standardization from raw projections (N, raw_dim, n_h, n_w) of training frames."""
-        flat = raw.transpose(0, 1).reshape(raw.shape[1], -1).double()
-        self.raw_mean.copy_(flat.mean(dim=1).float())
-        std = flat.std(dim=1, unbiased=False) if flat.shape[1] > 1 else torch.ones_like(flat[:, 0])
+    def set_statistics(self, raw) -> None:
+        """Measure the standardization from raw projections (N, raw_dim, n_h, n_w) of training frames,
+        or from a function returning an iterator over such pieces (a long clip's projections are never
+        held at once; two more passes). One piece gives exactly the one-tensor result."""
+        pieces = (lambda: iter((raw,))) if isinstance(raw, torch.Tensor) else raw
+        chunks = pieces()
+        first = _coefficient_rows(next(chunks))
+        if next(chunks, None) is None:
+            mean = first.mean(dim=1)
+            std = first.std(dim=1, unbiased=False) if first.shape[1] > 1 else torch.ones_like(mean)
+        else:
+            rows = [(values.shape[1], values.sum(dim=1)) for values in map(_coefficient_rows, pieces())]
+            count = sum(n for n, _ in rows)
+            mean = torch.stack([total for _, total in rows]).sum(dim=0) / count
+            squares = sum(((_coefficient_rows(piece) - mean[:, None]) ** 2).sum(dim=1) for piece in pieces())
+            std = (squares / count).sqrt()
+        self.raw_mean.copy_(mean.float())
         self.raw_std.copy_(std.clamp_min(1e-6).float())
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,6 @@ permutation and position, so a resumed fit takes exactly the steps an uninterrup
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -22,8 +21,9 @@ from pathlib import Path
 import torch
 
 from cnervcodec.config import FitConfig, ModelConfig
-from cnervcodec.embedding import network_inputs
 from cnervcodec.errors import CheckpointError, CnervError
+from cnervcodec.fit_inputs import clip_frames, clip_inputs, frame_targets, frames_fingerprint, input_chunks
+from cnervcodec.frame_store import materialize
 from cnervcodec.losses import l1_ssim_loss, yuv_mse_loss
 from cnervcodec.metrics import rgb_to_yuv420
 from cnervcodec.model import VideoNetwork
@@ -147,14 +147,6 @@ def target_planes(frames_u8: torch.Tensor, planes: Planes | None) -> tuple[torch
     return y.to(frames_u8.device), torch.stack((u, v), dim=1).to(frames_u8.device)
 
 
-def frames_fingerprint(frames_u8: torch.Tensor) -> str:
-    """A hash of the clip, so a checkpoint is only resumed on the frames it was trained on."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(str(tuple(frames_u8.shape)).encode())
-    digest.update(frames_u8.contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def seeded_network(config: ModelConfig, seed: int) -> VideoNetwork:
     """Build the network with weights drawn from ``seed``, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -170,11 +162,11 @@ class _Trainer:
         self.config = config
         self.device = device
         self.use_amp = device.type == "cuda"
-        self.frames = frames_u8.to(device)  # (T, 3, H, W) uint8, kept on the device
-        self.planes = target_planes(self.frames, planes) if config.loss == "yuv-mse" else None
+        self.frames = clip_frames(frames_u8, device)  # (T, 3, H, W) uint8 on the device, or a store
+        self.planes = target_planes(materialize(self.frames).to(device), planes) if config.loss == "yuv-mse" else None
         self.network = network.to(device).to(memory_format=torch.channels_last)
         model_config = network.config
-        self.inputs = network_inputs(model_config.arch, model_config.embedding, model_config.padded_size, self.frames)
+        self.inputs = clip_inputs(model_config.arch, model_config.embedding, model_config.padded_size, self.frames, device)
         self.seen, self.unseen = training_split(frames_u8.shape[0], config)
         self.steps_per_epoch = math.ceil(len(self.seen) / config.batch)
         self.total_steps = config.epochs * self.steps_per_epoch
@@ -192,10 +184,13 @@ class _Trainer:
 
     def prepare_encoder(self) -> None:
         """Measure the CNeRV encoder's input standardization on the training frames (fresh fits only)."""
+        seen = self.seen.to(self.device)
         if self.network.encoder is not None:
-            self.network.encoder.set_statistics(self.inputs[self.seen.to(self.device)])
+            self.network.encoder.set_statistics(lambda: input_chunks(self.inputs, seen))
         if self.rate is not None:
-            self.rate.start_embedding_step(self.network.encoder, self.inputs[self.seen.to(self.device)])
+            with torch.no_grad():
+                embeddings = torch.cat([self.network.encoder(raw) for raw in input_chunks(self.inputs, seen)])
+            self.rate.start_embedding_step(embeddings)
 
     def trainable(self) -> list[torch.nn.Parameter]:
         """What Adam updates: the network, then the learned steps of a rate-aware fit."""
@@ -300,10 +295,12 @@ class _Trainer:
             target_y = self.planes[0][indices].float().div_(255.0)
             target_uv = self.planes[1][indices].float().div_(255.0)
             loss, luma = yuv_mse_loss(pred, target_y, target_uv)
-            target = self.frames[indices].float().div_(255.0).contiguous(memory_format=torch.channels_last)
+            target = frame_targets(self.frames, indices, self.device).float().div_(255.0).contiguous(
+                memory_format=torch.channels_last)
             loss = loss + RGB_ANCHOR_WEIGHT * (pred - target).square().mean()
             return loss, (luma.detach() - target_y).square().mean(dim=(1, 2))
-        target = self.frames[indices].float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        target = frame_targets(self.frames, indices, self.device).float().div_(255.0).contiguous(
+            memory_format=torch.channels_last)
         if self.config.loss == "mse":
             loss = (pred - target).square().mean()
         else:

@@ -154,9 +154,9 @@ class RateState:
         self.rate_lambda = rate_lambda
 
     @torch.no_grad()
-    def start_embedding_step(self, encoder: nn.Module, inputs: torch.Tensor) -> None:
-        """The embeddings' step starts at eq. 4's for the fit's first embeddings of ``inputs``."""
-        self.steps.log_embed_step.fill_(math.log(minmax_step(encoder(inputs), INIT_EMBED_BITS)))
+    def start_embedding_step(self, embeddings: torch.Tensor) -> None:
+        """The embeddings' step starts at eq. 4's for the fit's first ``embeddings`` (of the seen frames)."""
+        self.steps.log_embed_step.fill_(math.log(minmax_step(embeddings, INIT_EMBED_BITS)))
 
     def forward(self, network: nn.Module, inputs: torch.Tensor, indices: torch.Tensor, n_frames: int,
                 progress: float, use_amp: bool) -> tuple[torch.Tensor, torch.Tensor]:

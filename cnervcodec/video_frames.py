@@ -126,6 +126,11 @@ class FrameStack:
         self._data[self._count].copy_(chw)
         self._count += 1
 
+    def view(self) -> torch.Tensor:
+        """The frames collected so far, a view of the storage (no copy, no trim)."""
+        assert self._data is not None
+        return self._data[: self._count]
+
     def tensor(self) -> torch.Tensor:
         assert self._data is not None
         used = self._data[: self._count]

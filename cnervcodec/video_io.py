@@ -23,6 +23,7 @@ import av
 import torch
 
 from cnervcodec.errors import BadInputError, one_line
+from cnervcodec.frame_store import DEFAULT_MEMORY_BYTES, SpillingStack
 from cnervcodec.video_frames import (
     FrameStack,
     frame_chw,
@@ -67,7 +68,7 @@ class VideoClip:
     value; compare ``frames`` explicitly instead.
     """
 
-    frames: torch.Tensor  # (T, 3, H, W) uint8 RGB, contiguous
+    frames: torch.Tensor  # (T, 3, H, W) uint8 RGB, contiguous; a ``frame_store.FrameFile`` for a long clip
     fps: Fraction  # rate of the selected frames: source_fps / step
     source_fps: Fraction
     source: str
@@ -140,13 +141,17 @@ def read_video(
     fps: Fraction | None = None,
     select: FrameSelection = FrameSelection(),
     scale: tuple[int, int] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> VideoClip:
     """Decode the selected frames of a video file into a :class:`VideoClip`.
 
     ``raw`` gives the geometry of headerless raw video (needed for ``.yuv`` files, and forces the
     raw reader for any file). ``fps`` overrides the file's frame rate (raw streams have none).
     ``scale=(W, H)`` downsizes each frame by area averaging as it is decoded. Decoding stops as
-    soon as the selection is complete.
+    soon as the selection is complete. Frames (and planes) past ``memory_bytes`` spill to an unlinked
+    file in ``cache_dir`` (the system's temp directory by default): ``clip.frames`` is then a
+    ``frame_store.FrameFile``, read back a batch at a time.
     """
     source = os.fspath(path)
     _check_selection(select)
@@ -172,7 +177,8 @@ def read_video(
     with container:
         stream = _video_stream(container, source)
         source_fps = fps if raw is not None else _source_fps(container, stream, fps, notes)
-        frames, source_size, color, planes = _decode_selection(container, stream, source, select, scale, notes)
+        spill = (memory_bytes, cache_dir)
+        frames, source_size, color, planes = _decode_selection(container, stream, source, select, scale, notes, spill)
     return VideoClip(
         frames=frames,
         fps=source_fps / select.step,
@@ -327,10 +333,12 @@ def _decode_selection(
     select: FrameSelection,
     scale: tuple[int, int] | None,
     notes: list[str],
+    spill: tuple[int, str | os.PathLike | None] = (DEFAULT_MEMORY_BYTES, None),
 ) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int, int, int], tuple[torch.Tensor, ...] | None]:
     """Decode until the selection is complete; returns the frames (T, 3, H, W), the source
-    (width, height), the first frame's colour tags and the native 4:2:0 planes (or None)."""
-    stack = FrameStack(_capacity_hint(stream, select))
+    (width, height), the first frame's colour tags and the native 4:2:0 planes (or None).
+    ``spill``: (memory budget in bytes, directory) of ``frame_store.SpillingStack``."""
+    stack = SpillingStack(FrameStack(_capacity_hint(stream, select)), *spill)
     plane_stacks: list[FrameStack] | None = None
     source_size: tuple[int, int] | None = None
     color = (0, 2, 2, 2)
@@ -344,7 +352,10 @@ def _decode_selection(
             _check_scale(scale, source_size)
             _note_deep_format(frame.format, notes)
             if native_planes_usable(frame):
-                plane_stacks = [FrameStack(_capacity_hint(stream, select)) for _ in range(3)]
+                # Y is a third of an RGB frame, U and V a twelfth each: they spill with the frames
+                budgets = (spill[0] // 3, spill[0] // 12, spill[0] // 12)
+                plane_stacks = [SpillingStack(FrameStack(_capacity_hint(stream, select)), budget, spill[1])
+                                for budget in budgets]
         elif (frame.width, frame.height) != source_size:
             raise BadInputError(
                 f"{source} changes size at frame {index} ({source_size[0]}x{source_size[1]} to "
@@ -363,8 +374,8 @@ def _decode_selection(
             break
     _check_enough(source, select, n_decoded, len(stack))
     assert source_size is not None
-    planes = tuple(p.tensor() for p in plane_stacks) if plane_stacks is not None else None
-    return stack.tensor(), source_size, color, planes
+    planes = tuple(p.result() for p in plane_stacks) if plane_stacks is not None else None
+    return stack.result(), source_size, color, planes
 
 
 def _check_enough(source: str, select: FrameSelection, n_decoded: int, n_kept: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from cnervcodec.atomic import atomic_write_bytes, check_writable
+from cnervcodec.cli.batch import DECODE_RUN, ENCODE_RUN, decode_format_option, for_each_input
 from cnervcodec.cli.common import (
     InputOptions,
     ProgressLine,
@@ -52,6 +53,7 @@ Examples:
   cnerv encode cars.yuv --video-size 320x240 --fps 30 -o cars.cnrv
   cnerv encode long.mp4 -o long.cnrv --fit-every 4      # fit on 1 frame in 4, embed all
   cnerv encode new.mp4 -o new.cnrv --model domain.cnrvm --model-ref   # no fit: embeddings only
+  cnerv encode a.mp4 b.mkv c.y4m -o out/ --preset fast --json   # out/a.cnrv, out/b.cnrv, out/c.cnrv; a JSON list
 """
 
 EPILOG_DECODE = """\b
@@ -62,6 +64,7 @@ Examples:
   cnerv decode new.cnrv --model domain.cnrvm -o new.mp4   # a stream encoded with --model-ref
   cnerv decode clip.cnrv -o clip4x.mp4 --interpolate 4 --interp slerp   # 4x the frame rate, same duration
   cnerv decode clip.cnrv -o part.mp4 --start 100 --frames 25   # random access: frames 100..124 only
+  cnerv decode out/*.cnrv -o videos/ --format mkv   # videos/a.mkv, videos/b.mkv, ...
 """
 
 EPILOG_INFO = """\b
@@ -83,8 +86,10 @@ def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
 
 
 @click.command("encode", epilog=EPILOG_ENCODE)
-@click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .cnrv file to write.")
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The .cnrv file to write; with several inputs a folder, OUT/STEM.cnrv each (two inputs with "
+                   "one stem are refused, a clip that fails is reported and the others go on).")
 @click.option("--bpp", type=float, default=None,
               help=f"Target rate in bits per pixel of the video part of the file (model, embeddings, headers; audio "
                    f"is extra): the network and bit depths are chosen for it [default: {DEFAULT_BPP} without --size "
@@ -124,6 +129,7 @@ def _audio_for(input_path: str, opts: InputOptions, clip) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @input_options
+@for_each_input(ENCODE_RUN)
 def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float | None, bits: int | None,
                    embed_bits: int | None, prune: float, size: str | None, loss: str | None, preset: str,
                    epochs: int | None, grid: str, embed_dim: int | None, lr: float | None, batch: int, seed: int,
@@ -193,11 +199,11 @@ def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float
 def _write_and_score(data: bytes, output: Path, clip, device, started: float, model_file=None):
     """Write the .cnrv and measure the frames decoded from its bytes: the report every encode prints.
     Returns (report, quality, decoded frames)."""
-    from cnervcodec.codec import decode
+    from cnervcodec.codec import decode, decode_options
     from cnervcodec.metrics import quality_report, rate_point
 
     atomic_write_bytes(output, data)
-    decoded = decode(data, model_file=model_file, device=device)
+    decoded = decode(data, model_file=model_file, device=device, **decode_options(clip.frames))
     quality = quality_report(clip.frames, decoded, planes=clip.planes)
     report = {"frames": clip.n_frames, "width": clip.width, "height": clip.height, "fps": str(clip.fps),
               **rate_point(quality, len(data), clip.height, clip.width),
@@ -354,9 +360,11 @@ def _psnr_text(q: dict[str, Any]) -> str:
 
 
 @click.command("decode", epilog=EPILOG_DECODE)
-@click.argument("input_path", metavar="IN.cnrv")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="OUT.mp4 / .mkv (H.264), OUT.y4m (exact) or a PNG pattern such as f_%05d.png.")
+@click.argument("input_paths", metavar="IN.cnrv...", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="OUT.mp4 / .mkv (H.264), OUT.y4m (exact) or a PNG pattern such as f_%05d.png; with several "
+                   "inputs a folder, OUT/STEM.mp4 each (--format; two inputs with one stem are refused).")
+@decode_format_option
 @click.option("--crf", type=click.IntRange(0, 51), default=None, help="H.264 quality for .mp4/.mkv [default: 12, visually lossless].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Frames rebuilt per batch.")
@@ -374,6 +382,7 @@ def _psnr_text(q: dict[str, Any]) -> str:
               help="Number of frames to decode from --start [default: to the end]; the audio is cut to match.")
 @click.option("-y", "--overwrite", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@for_each_input(DECODE_RUN)
 def decode_command(input_path: str, output: Path, crf: int | None, device: str, batch: int, interpolate: int,
                    interp: str, model_path: str | None, start: int, frames: int | None, overwrite: bool,
                    as_json: bool) -> None:
@@ -386,6 +395,7 @@ def decode_command(input_path: str, output: Path, crf: int | None, device: str, 
     --start K --frames N decodes frames K..K+N-1 only, bit for bit as a full decode gives them.
     """
     from cnervcodec.audio import cut_track
+    from cnervcodec.cli.text import interpolation_text, range_text
     from cnervcodec.codec import check_range, open_stream, render_frames
     from cnervcodec.video_out import check_can_write, open_video_writer
 
@@ -419,21 +429,8 @@ def decode_command(input_path: str, output: Path, crf: int | None, device: str, 
             notes.append(f"the last frame is held for {interpolate - 1} more frames (it has nothing to interpolate "
                          f"towards), so the video keeps its {float(count / header.fps):.3f} s")
     emit(report, as_json, lambda r: "\n".join(
-        [f"{output}: {r['frames']} frames at {r['fps']} fps{_interpolation_text(r)}{_range_text(r)}, decoded in "
+        [f"{output}: {r['frames']} frames at {r['fps']} fps{interpolation_text(r)}{range_text(r)}, decoded in "
          f"{r['decode_seconds']:.2f} s ({r['frames_per_second']} frames/s)"] + [f"  note: {n}" for n in notes]))
-
-
-def _range_text(r: dict[str, Any]) -> str:
-    if "start" not in r:
-        return ""
-    count = r.get("source_frames", r["frames"])
-    return f" (frames {r['start']}..{r['start'] + count - 1} of {r['stream_frames']})"
-
-
-def _interpolation_text(r: dict[str, Any]) -> str:
-    if "interpolate" not in r:
-        return ""
-    return f" ({r['source_frames']} coded frames x {r['interpolate']}, {r['interp']} interpolation)"
 
 
 @click.command("info", epilog=EPILOG_INFO)

@@ -41,6 +41,8 @@ class InputOptions:
     frames: int | None
     step: int
     scale: str | None
+    cache_dir: str | None = None
+    memory_mb: int = 256
 
 
 def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,6 +55,12 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--frames", type=click.IntRange(min=1), default=None, help="Number of frames to use [default: all]."),
         click.option("--step", type=click.IntRange(min=1), default=1, show_default=True, help="Use every S-th frame."),
         click.option("--scale", metavar="WxH", help="Downsize to WxH with area averaging."),
+        click.option("--cache-dir", metavar="DIR", type=click.Path(file_okay=False),
+                     help="Where a long clip's decoded frames are cached on disk [default: the temp directory]; "
+                          "the cache is removed when the command ends."),
+        click.option("--memory-mb", type=click.IntRange(min=0), default=256, show_default=True,
+                     help="Decoded frames held in memory before the clip streams from the disk cache (0: always "
+                          "stream)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -76,7 +84,8 @@ def read_input(path: str, opts: InputOptions):
     fps: Fraction | None = parse_fps(opts.fps) if opts.fps is not None else None
     scale = parse_video_size(opts.scale) if opts.scale is not None else None
     selection = FrameSelection(start=opts.start, frames=opts.frames, step=opts.step)
-    return read_video(path, raw=raw, fps=fps, select=selection, scale=scale)
+    return read_video(path, raw=raw, fps=fps, select=selection, scale=scale, cache_dir=opts.cache_dir,
+                      memory_bytes=opts.memory_mb * 2**20)
 
 
 def choose_device(name: str):
