@@ -1,4 +1,5 @@
-"""Text for people: how ``cnerv info`` and ``cnerv model info`` print the dicts ``format.describe`` builds."""
+"""Text for people: how ``cnerv info`` and ``cnerv model info`` print the dicts ``format.describe`` builds,
+and the parts of ``cnerv decode``'s line that say which frames it wrote."""
 
 from __future__ import annotations
 
@@ -41,3 +42,16 @@ def format_model_info(info: dict[str, Any]) -> str:
                            else "none (decode-only: exported from a .cnrv)"),
     ]
     return "\n".join(lines)
+
+
+def range_text(r: dict[str, Any]) -> str:
+    if "start" not in r:
+        return ""
+    count = r.get("source_frames", r["frames"])
+    return f" (frames {r['start']}..{r['start'] + count - 1} of {r['stream_frames']})"
+
+
+def interpolation_text(r: dict[str, Any]) -> str:
+    if "interpolate" not in r:
+        return ""
+    return f" ({r['source_frames']} coded frames x {r['interpolate']}, {r['interp']} interpolation)"
