@@ -122,3 +122,29 @@ def test_decode_several_into_a_folder(tmp_path, capsys):
     assert code == 0, stderr
     assert stdout.strip().splitlines()[-1] == f"decoded 2 of 2 clips into {out}"
     assert sorted(p.name for p in out.iterdir()) == ["x.mp4", "x.y4m", "y.mp4", "y.y4m"]
+
+
+def test_ctrl_c_stops_the_whole_run(tmp_path):
+    """A fit stopped by Ctrl-C (FitInterrupted, a CnervError) and a second Ctrl-C are not one clip's failure."""
+    import click
+
+    from cnervcodec.cli.batch import BatchSpec, for_each_input
+    from cnervcodec.fit import FitInterrupted
+
+    calls = []
+
+    @click.command()
+    @click.argument("input_paths", nargs=-1)
+    @click.option("-o", "--output")
+    @click.option("-y", "--overwrite", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True)
+    @for_each_input(BatchSpec("done", lambda options: ".out", lambda *args: None))
+    def fake(input_path, output, overwrite, as_json):
+        calls.append(input_path)
+        raise stop
+
+    for stop in (FitInterrupted("fit interrupted", None), KeyboardInterrupt()):
+        calls.clear()
+        with pytest.raises((FitInterrupted, click.exceptions.Abort)):  # click turns KeyboardInterrupt into Abort
+            fake.main(["a", "b", "-o", str(tmp_path / "out"), "--json"], standalone_mode=False)
+        assert calls == ["a"]
