@@ -99,6 +99,8 @@ def test_several_inputs_need_o_to_be_a_folder(clips, tmp_path, capsys):
     taken.write_bytes(b"")
     code, _, stderr = run_cnerv(capsys, "encode", clips[0], clips[2], "-o", str(taken), *FAST)
     assert code == 2 and "-o is a folder" in stderr
+    code, _, stderr = run_cnerv(capsys, "encode", clips[0], clips[2], "-o", str(tmp_path / "x.cnrv"), *FAST)
+    assert code == 2 and "end it with '/'" in stderr and not (tmp_path / "x.cnrv").exists()
 
 
 def test_decode_several_into_a_folder(tmp_path, capsys):

@@ -70,7 +70,7 @@ def for_each_input(spec: BatchSpec) -> Callable[[Callable[..., None]], Callable[
                 command(input_path=input_paths[0], output=Path(output), overwrite=overwrite, as_json=as_json,
                         **options)
                 return
-            folder = Path(output)
+            folder = output_folder(output)
             outputs = plan_outputs(input_paths, folder, spec.suffix(folder_options))
             check_outputs(outputs, input_paths, overwrite, spec.check)
             _make_folder(folder)
@@ -83,11 +83,21 @@ def for_each_input(spec: BatchSpec) -> Callable[[Callable[..., None]], Callable[
     return decorate
 
 
+def output_folder(output: str) -> Path:
+    """-o as a folder for several inputs: an existing folder, a name ending in '/', or a new name
+    without an extension (``-o x.cnrv`` is more likely a slip than a folder to make)."""
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise click.UsageError(f"-o {output}: with several inputs -o is a folder, and {output} is a file")
+    if not folder.exists() and folder.suffix and not output.endswith(("/", os.sep)):
+        raise click.UsageError(f"-o {output}: with several inputs -o is a folder; end it with '/' to make "
+                               f"{output}/ (or give the inputs to separate runs)")
+    return folder
+
+
 def plan_outputs(inputs: Sequence[str], folder: Path, suffix: str) -> list[Path]:
     """``folder/STEM+suffix`` for each input; two inputs that would share an output are refused (names
     compared without case: a.mp4 and A.mkv are one file on macOS and Windows)."""
-    if folder.exists() and not folder.is_dir():
-        raise click.UsageError(f"-o {folder}: with several inputs -o is a folder, and {folder} is a file")
     outputs, seen = [], {}
     for source in inputs:
         target = folder / (Path(source).stem + suffix)
