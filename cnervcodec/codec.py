@@ -314,29 +314,6 @@ def decode(data: bytes, *, model_file: ModelFile | None = None, start: int = 0, 
     return store
 
 
-def decode_options(reference_u8) -> dict[str, Any]:
-    """``decode``'s options for scoring against ``reference_u8``: a stored (long) clip decodes to disk
-    beside it, so neither is ever held whole."""
-    if isinstance(reference_u8, torch.Tensor):
-        return {}
-    return {"to_disk": True, "cache_dir": getattr(reference_u8, "directory", None)}
-
-
-def decoded_psnr_yuv(data: bytes, reference_u8, planes: Planes | None, device: torch.device | str = "cpu",
-                     batch: int = 8) -> torch.Tensor:
-    """Per-frame YUV-PSNR of the frames ``data`` decodes to against ``reference_u8`` (and the source's
-    own ``planes``), a batch at a time: what a long clip's rate search scores without holding its frames."""
-    from cnervcodec.metrics import psnr_yuv_db
-
-    scores, start = [], 0
-    for part in render_frames(open_stream(data), torch.device(device), batch):
-        end = start + part.shape[0]
-        part_planes = tuple(p[start:end] for p in planes) if planes is not None else None
-        scores.append(psnr_yuv_db(reference_u8[start:end], part, planes=part_planes))
-        start = end
-    return torch.cat(scores)
-
-
 # ---------------------------------------------------------------------------------------------
 # Rate control (the choice itself lives in ``ratecontrol``)
 
@@ -421,6 +398,8 @@ def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, refer
     the search window of ``target``, decode them and return the best YUV-PSNR (scored on ``planes``
     when the source has its own); when none lands, a rate-aware fit also tries
     ``ratecontrol.fallback_candidates``; when still none lands in the window, the closest file."""
+    from cnervcodec.stream_scoring import decoded_psnr_yuv, score_sample
+
     def landed() -> list[int]:
         return [i for i, (data, _) in enumerate(coded) if in_window(len(data), target)]
 
@@ -434,7 +413,9 @@ def code_fit_at_rate(fitted: FitResult, fps: Fraction, target: RateTarget, refer
         raise BadInputError("no bit depth codes this network: ask for a higher rate")
     if not window:
         window = [min(range(len(coded)), key=lambda i: abs(len(coded[i][0]) - target.bytes))]
-    psnr_of = {i: float(decoded_psnr_yuv(coded[i][0], reference_u8, planes, device).mean()) for i in window}
+    sample = score_sample(reference_u8.shape[0])
+    psnr_of = {i: float(decoded_psnr_yuv(open_stream(coded[i][0]), reference_u8, planes, device,
+                                         indices=sample).mean()) for i in window}
     best = max(psnr_of, key=psnr_of.__getitem__)
     data, compression = coded[best]
     candidates = tuple(c.to_dict() | {"bytes": len(d), "psnr_yuv": round(psnr_of[i], 4) if i in psnr_of else None}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from cnervcodec import distributed
 from cnervcodec.config import FitConfig, ModelConfig
 from cnervcodec.errors import CheckpointError, CnervError
 from cnervcodec.fit_inputs import clip_frames, clip_inputs, frame_targets, frames_fingerprint, input_chunks
@@ -81,8 +82,7 @@ class FitResult:
     fit_seconds: float  # wall time of the training loop, summed over resumed runs
     train_frames: int  # frame passes through the training step, summed over resumed runs
     steps: int
-    # Rate-aware fits: every coded tensor's learned step (``rate_training.EMBEDDINGS``: the embeddings'),
-    # which the coder quantizes with, and lambda at the end (adapted to a rate target)
+    # Rate-aware fits: each coded tensor's learned step (EMBEDDINGS: the embeddings'), and lambda at the end
     quant_steps: dict[str, float] | None = None
     rate_lambda: float | None = None
 
@@ -173,6 +173,7 @@ class _Trainer:
         self.rate = (RateState(self.network.decoder, config.rate_lambda, config.seed, device)
                      if config.rate_lambda > 0 and network.encoder is not None else None)
         self.optimizer = torch.optim.Adam(self.trainable(), lr=config.lr)
+        self.step_module = distributed.train_step_module(self.network, self.rate, device)
         self.n_pixels = frames_u8.shape[0] * model_config.height * model_config.width  # of the whole clip: R's bpp
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
@@ -205,6 +206,8 @@ class _Trainer:
         return tensors
 
     def save(self, path: Path, fingerprint: str) -> None:
+        if not distributed.is_main():  # one writer: every rank holds the same state
+            return
         extra = {"rng": self.generator.get_state()}
         if self.permutation is not None:
             extra["permutation"] = self.permutation
@@ -266,22 +269,22 @@ class _Trainer:
         """One optimizer step on frames ``indices``: returns (loss, batch MSE) as device tensors."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.total_steps, self.config)
-        device_indices = indices.to(self.device)
+        share, weight = distributed.batch_share(indices)  # the whole batch with one process
+        device_indices = share.to(self.device)
+        pred, weight_bits, embed_bits = self.step_module(self.inputs, device_indices, self.frames.shape[0],
+                                                         self.step / self.total_steps, self.use_amp)
+        loss, mse = self.loss(pred.float(), device_indices)
+        loss = loss * weight
         if self.rate is not None:
-            pred, rate_bits = self.rate.forward(self.network, self.inputs, device_indices, self.frames.shape[0],
-                                                self.step / self.total_steps, self.use_amp)
-        else:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-                pred = self.network(self.network.latent_for(self.inputs[device_indices]))
-        pred = pred.float()
-        loss, mse = self.loss(pred, device_indices)
-        if self.rate is not None:
+            rate_bits = weight_bits + weight * embed_bits
             loss = loss + lambda_at(self.step, self.total_steps, self.rate.rate_lambda) * rate_bits / self.n_pixels
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         if self.rate is not None and self.config.rate_target_bits > 0:
-            self.rate.follow(self.step, self.total_steps, float(rate_bits.detach()), self.config.rate_target_bits)
+            embed_estimate = distributed.all_sum(embed_bits.detach() * (weight / distributed.world_size()))
+            self.rate.follow(self.step, self.total_steps, float(weight_bits.detach() + embed_estimate),
+                             self.config.rate_target_bits)
         if self.after_step is not None:
             self.after_step()
         self.step += 1
@@ -410,7 +413,7 @@ def _run(
         loss_sum += loss
         psnr_sum += (-10.0 * torch.log10(mse.clamp_min(1e-10))).sum()
         n_batches += 1
-        n_frames += len(indices)
+        n_frames += len(mse)  # this rank's frames of the batch
         frames_this_run += len(indices)
         now = time.monotonic()
         trainer.elapsed_s = elapsed_before + now - run_start

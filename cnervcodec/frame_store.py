@@ -15,11 +15,11 @@ Everything that walks a whole clip does it in batches (``batches``), so memory i
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
 
-import numpy as np
 import torch
 
 # RGB frames kept in memory before a read spills to disk (the source's 4:2:0 planes, half as many bytes,
@@ -37,7 +37,7 @@ class FrameFile:
 
     def __init__(self, frame_shape: Sequence[int], directory: str | os.PathLike | None = None) -> None:
         self.frame_shape = tuple(int(s) for s in frame_shape)
-        self.frame_bytes = int(np.prod(self.frame_shape, dtype=np.int64))
+        self.frame_bytes = math.prod(self.frame_shape)
         self.directory = directory  # where a decode of the same clip caches its frames too
         if directory is not None:
             os.makedirs(directory, exist_ok=True)
@@ -85,7 +85,7 @@ class FrameFile:
         return self._count
 
     def __getitem__(self, key) -> torch.Tensor:
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if isinstance(key, int) and not isinstance(key, bool):
             index = int(key) + (self._count if key < 0 else 0)
             if not 0 <= index < self._count:
                 raise IndexError(f"frame {key} is outside 0..{self._count - 1}")

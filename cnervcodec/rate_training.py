@@ -159,9 +159,9 @@ class RateState:
         self.steps.log_embed_step.fill_(math.log(minmax_step(embeddings, INIT_EMBED_BITS)))
 
     def forward(self, network: nn.Module, inputs: torch.Tensor, indices: torch.Tensor, n_frames: int,
-                progress: float, use_amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                progress: float, use_amp: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(prediction from the quantized decoder and embeddings, estimated bits of the whole file's
-        weights and embeddings) at ``progress`` (steps done / all): noise before ``NOISE_FRACTION``,
+        weights, and of its embeddings) at ``progress`` (steps done / all): noise before ``NOISE_FRACTION``,
         rounding after. Each frame's predecessor goes through the encoder too, for the rate of the
         temporal residuals the file codes."""
         generator = self.noise_generator if progress < NOISE_FRACTION else None
@@ -172,7 +172,7 @@ class RateState:
         overrides = {f"decoder.{name}": value for name, value in weights.items()}
         with torch.autocast(indices.device.type, dtype=torch.bfloat16, enabled=use_amp):
             pred = torch.func.functional_call(network, overrides, (coded_latent,))
-        return pred, weight_bits + embed_bits_per_frame * n_frames
+        return pred, weight_bits, embed_bits_per_frame * n_frames
 
     def follow(self, step: int, total_steps: int, estimated_bits: float, target_bits: float) -> None:
         """After the ramp, move lambda toward ``target_bits``."""

@@ -70,6 +70,8 @@ def for_each_input(spec: BatchSpec) -> Callable[[Callable[..., None]], Callable[
                 command(input_path=input_paths[0], output=Path(output), overwrite=overwrite, as_json=as_json,
                         **options)
                 return
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks 1.. leave after a clip's fit
+                raise click.UsageError("under torchrun, give one input per run (the ranks share one fit)")
             folder = output_folder(output)
             outputs = plan_outputs(input_paths, folder, spec.suffix(folder_options))
             check_outputs(outputs, input_paths, overwrite, spec.check)

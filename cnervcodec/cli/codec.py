@@ -16,6 +16,7 @@ import click
 from cnervcodec.atomic import atomic_write_bytes, check_writable
 from cnervcodec.cli.batch import DECODE_RUN, ENCODE_RUN, decode_format_option, for_each_input
 from cnervcodec.cli.common import (
+    leave_if_follower,
     InputOptions,
     ProgressLine,
     StopFlag,
@@ -199,9 +200,11 @@ def encode_command(input_path: str, output: Path, bpp: float | None, kbps: float
 def _write_and_score(data: bytes, output: Path, clip, device, started: float, model_file=None):
     """Write the .cnrv and measure the frames decoded from its bytes: the report every encode prints.
     Returns (report, quality, decoded frames)."""
-    from cnervcodec.codec import decode, decode_options
     from cnervcodec.metrics import quality_report, rate_point
+    from cnervcodec.codec import decode
+    from cnervcodec.stream_scoring import decode_options
 
+    leave_if_follower()  # under torchrun, rank 0 alone writes and prints
     atomic_write_bytes(output, data)
     decoded = decode(data, model_file=model_file, device=device, **decode_options(clip.frames))
     quality = quality_report(clip.frames, decoded, planes=clip.planes)

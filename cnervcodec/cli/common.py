@@ -6,6 +6,7 @@ Kept apart from the command modules so each stays short; nothing here holds code
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -89,10 +90,26 @@ def read_input(path: str, opts: InputOptions):
 
 
 def choose_device(name: str):
-    """--device auto|cpu|cuda (``devices.pick_device``)."""
+    """--device auto|cpu|cuda (``devices.pick_device``); under torchrun, this rank's device, with the
+    process group joined (``distributed.start``)."""
     from cnervcodec.devices import pick_device
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from cnervcodec.distributed import start
+
+        return start(pick_device(name))
     return pick_device(name)
+
+
+def leave_if_follower() -> None:
+    """Under torchrun, after the fit: leave the process group, and end every rank but 0 quietly."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from cnervcodec import distributed
+
+        main = distributed.is_main()
+        distributed.finish()
+        if not main:
+            raise SystemExit(0)
 
 
 def read_bounded_file(path: str | Path, max_bytes: int, kind: str) -> bytes:
@@ -133,6 +150,7 @@ class ProgressLine:
 
     def __init__(self, label: str) -> None:
         self.label = label
+        self.silent = os.environ.get("RANK", "0") != "0"  # torchrun: rank 0 alone prints
         self.tty = sys.stderr.isatty()
         self.last_print = -1e9
         self.shown = False
@@ -140,6 +158,8 @@ class ProgressLine:
     def __call__(self, p) -> None:
         import time
 
+        if self.silent:
+            return
         filled = int(30 * p.step / max(1, p.total_steps))
         eta = f"{int(p.eta_s // 60)}:{int(p.eta_s % 60):02d}" if p.eta_s != float("inf") else "?"
         text = (

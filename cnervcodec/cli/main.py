@@ -25,6 +25,7 @@ from cnervcodec.cli.common import (
     choose_device,
     emit,
     input_options,
+    leave_if_follower,
     read_input,
     size_help,
 )
@@ -114,6 +115,7 @@ def fit_command(input_paths: tuple[str, ...], output: Path | None, bits: int, ar
     finally:
         if progress is not None:
             progress.close()
+    leave_if_follower()  # under torchrun, rank 0 alone writes and prints
     if output is not None:
         report["model"] = str(output)
         _save_fit(output, result, bits, report)
