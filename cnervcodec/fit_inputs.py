@@ -50,7 +50,7 @@ class StreamedInputs:
             self._chunks.move_to_end(number)
             return self._chunks[number]
         start = number * PROJECTION_CHUNK_FRAMES
-        chunk = self.frames[start : start + PROJECTION_CHUNK_FRAMES].to(self.device).float().div_(255.0)
+        chunk = to_device(self.frames[start : start + PROJECTION_CHUNK_FRAMES], self.device).float().div_(255.0)
         projected = block_projection(pad_replicate(chunk, self.padded_size), self.config)
         self._chunks[number] = projected
         if len(self._chunks) > CACHED_CHUNKS:
@@ -82,10 +82,17 @@ def clip_inputs(arch: str, config: EmbeddingConfig, padded_size: tuple[int, int]
     return StreamedInputs(frames, config, padded_size, device)
 
 
+def to_device(batch_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch read from a store, on ``device``: through pinned memory, without blocking, on CUDA."""
+    if device.type != "cuda":
+        return batch_u8.to(device)
+    return batch_u8.pin_memory().to(device, non_blocking=True)
+
+
 def frame_targets(frames, indices: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Frames ``indices`` (B, 3, H, W) uint8 on ``device``."""
     if is_store(frames):
-        return frames[indices.cpu()].to(device)
+        return to_device(frames[indices.cpu()], device)
     return frames[indices.to(frames.device)]
 
 
