@@ -285,3 +285,155 @@ def test_report_of_identical_frames_is_valid_json():
     report = quality_report(frames, frames)
     assert report.psnr == report.psnr_yuv == 100.0
     json.dumps(report.to_dict(), allow_nan=False)
+
+
+# ------------------------------------------------- the fast, streaming metrics vs the previous code
+
+from pathlib import Path  # noqa: E402
+
+import metrics_reference as reference  # noqa: E402
+
+from cnervcodec import frame_store  # noqa: E402
+from cnervcodec.metrics import QualityAccumulator, _frame_yuv420, subset_quality  # noqa: E402
+from cnervcodec.video_io import FrameSelection, read_video  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+def assert_matches_reference(ref: torch.Tensor, dist: torch.Tensor, planes=None, atol: float = 1e-4) -> None:
+    """quality_report's per-frame values equal the previous implementation's (PSNRs to the bit)."""
+    report = quality_report(ref, dist, planes=planes)
+    old = reference.per_frame_values(ref, dist, planes)
+    new = {"psnr": report.per_frame_psnr, "psnr_yuv": report.per_frame_psnr_yuv, "ms_ssim": report.per_frame_ms_ssim}
+    for key, values in new.items():
+        assert torch.allclose(torch.tensor(values, dtype=torch.float64), old[key], rtol=0, atol=atol), key
+    assert report.per_frame_psnr == old["psnr"].tolist()
+    assert report.per_frame_psnr_yuv == old["psnr_yuv"].tolist()
+
+
+@pytest.mark.parametrize("height, width", [(168, 176), (144, 176), (45, 61), (21, 30), (9, 7), (2, 3)])
+def test_values_match_the_previous_implementation_on_random_frames(height, width):
+    gen = torch.Generator().manual_seed(height * width)
+    ref = torch.randint(0, 256, (3, 3, height, width), generator=gen, dtype=torch.uint8)
+    assert_matches_reference(ref, add_noise(ref, 20))
+    assert_matches_reference(textured(2, height, width), add_noise(textured(2, height, width), 6))
+
+
+def test_values_match_the_previous_implementation_on_real_frames():
+    clip = read_video(DATA / "carphone_qcif.mp4", select=FrameSelection(frames=6, step=5))
+    dist = read_video(DATA / "carphone_qcif.mp4", select=FrameSelection(start=1, frames=6, step=5)).frames
+    assert_matches_reference(clip.frames, dist)
+    assert_matches_reference(clip.frames, dist, planes=clip.planes)
+    assert_matches_reference(clip.frames, add_noise(clip.frames, 3), planes=clip.planes)
+
+
+def test_ms_ssim_matches_the_previous_implementation_on_a_720p_frame():
+    """A five-scale frame as large as the benchmark's: strips and cache-sized groups change nothing."""
+    ref = textured(1, 720, 1280)
+    dist = add_noise(ref, 10)
+    values, scales = ms_ssim_per_frame(ref, dist)
+    assert scales == 5
+    assert torch.allclose(values, reference.ms_ssim_per_frame(ref, dist), rtol=0, atol=1e-6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**31 - 1))
+def test_frame_yuv_is_rgb_to_yuv420_bit_for_bit(height, width, seed):
+    frames = torch.randint(0, 256, (2, 3, height, width), generator=torch.Generator().manual_seed(seed),
+                           dtype=torch.uint8)
+    expected = rgb_to_yuv420(frames)
+    for t in range(2):
+        assert all(torch.equal(e[t], got) for e, got in zip(expected, _frame_yuv420(frames[t])))
+
+
+def to_store(frames: torch.Tensor) -> frame_store.FrameFile:
+    store = frame_store.FrameFile(frames.shape[1:])
+    store.append(frames)
+    return store
+
+
+class SliceOnly:
+    """A tensor-like clip that records every read and allows only contiguous slices of <= ``batch`` frames."""
+
+    def __init__(self, frames: torch.Tensor, batch: int) -> None:
+        self.frames, self.batch, self.reads = frames, batch, []
+        self.shape, self.dtype = frames.shape, frames.dtype
+
+    def dim(self) -> int:
+        return self.frames.dim()
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, key):
+        assert isinstance(key, slice) and key.step in (None, 1), key
+        assert key.stop - key.start <= self.batch, key
+        self.reads.append((key.start, key.stop))
+        return self.frames[key]
+
+
+def test_a_frame_file_gives_exactly_the_tensors_report():
+    clip = read_video(DATA / "carphone_qcif.mp4", select=FrameSelection(frames=11))
+    dist = add_noise(clip.frames, 4)
+    planes = tuple(to_store(p) for p in clip.planes)
+    assert quality_report(to_store(clip.frames), to_store(dist), batch=4, planes=planes) == \
+        quality_report(clip.frames, dist, batch=4, planes=clip.planes)
+    subsets = {"seen": torch.tensor([0, 1, 2, 4, 5, 7]), "unseen": torch.tensor([3, 6, 9]), "none": torch.tensor([], dtype=torch.long)}
+    assert subset_quality(to_store(clip.frames), to_store(dist), subsets) == subset_quality(clip.frames, dist, subsets)
+
+
+def test_frames_are_read_only_as_slices_of_a_batch(monkeypatch):
+    ref = textured(7, 24, 30)
+    dist = add_noise(ref, 5)
+    monkeypatch.setattr(frame_store, "is_frames", lambda x: isinstance(x, (torch.Tensor, SliceOnly)))
+    spies = SliceOnly(ref, 3), SliceOnly(dist, 3)
+    planes = tuple(SliceOnly(p, 3) for p in rgb_to_yuv420(ref))
+    assert quality_report(*spies, batch=3, planes=planes) == quality_report(ref, dist, batch=3, planes=rgb_to_yuv420(ref))
+    assert spies[0].reads == spies[1].reads == planes[0].reads == [(0, 3), (3, 6), (6, 7)]
+
+
+def test_accumulator_on_threads_gives_quality_reports_values():
+    ref = textured(5, 40, 50)
+    dist = add_noise(ref, 8)
+    accumulator = QualityAccumulator(workers=2)
+    for start in (0, 2, 4):
+        accumulator.add(ref[start : start + 2], dist[start : start + 2])
+    assert accumulator.report() == quality_report(ref, dist)
+    with pytest.raises(BadInputError, match="no frames"):
+        QualityAccumulator().report()
+    grown = QualityAccumulator()
+    grown.add(ref[:1], dist[:1])
+    with pytest.raises(BadInputError, match="change size"):
+        grown.add(textured(1, 20, 20), textured(1, 20, 20))
+
+
+def test_cnerv_metrics_streams_the_same_report_as_quality_report(capsys):
+    from conftest import run_cnerv
+
+    code, out, err = run_cnerv(capsys, "metrics", str(DATA / "carphone_qcif.mp4"), str(DATA / "carphone_qcif.mp4"),
+                               "--start", "3", "--frames", "9", "--step", "3", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    ref = read_video(DATA / "carphone_qcif.mp4", select=FrameSelection(start=3, frames=9, step=3)).frames
+    expected = quality_report(ref, ref).to_dict()
+    assert data == {"reference": str(DATA / "carphone_qcif.mp4"), "distorted": str(DATA / "carphone_qcif.mp4"),
+                    **expected, "notes": [expected["note"]]}
+
+
+def test_cnerv_metrics_scores_a_distorted_clip_like_quality_report(capsys, tmp_path):
+    from conftest import run_cnerv, write_y4m
+
+    ref = read_video(DATA / "carphone_qcif.mp4", select=FrameSelection(frames=10)).frames
+    dist = add_noise(ref, 7)
+    write_y4m(tmp_path / "ref.y4m", ref, 176, 144)
+    write_y4m(tmp_path / "dist.y4m", dist, 176, 144)
+    threads = torch.get_num_threads()
+    code, out, err = run_cnerv(capsys, "metrics", str(tmp_path / "ref.y4m"), str(tmp_path / "dist.y4m"), "--json")
+    assert code == 0, err
+    assert torch.get_num_threads() == threads  # restored after scoring on worker threads
+    data = json.loads(out)
+    expected = quality_report(read_video(tmp_path / "ref.y4m").frames, read_video(tmp_path / "dist.y4m").frames)
+    assert data["per_frame_ms_ssim"] == expected.per_frame_ms_ssim and data["psnr_yuv"] == expected.psnr_yuv
+    write_y4m(tmp_path / "short.y4m", dist[:7], 176, 144)
+    code, out, err = run_cnerv(capsys, "metrics", str(tmp_path / "ref.y4m"), str(tmp_path / "short.y4m"))
+    assert code == 1 and err.strip() == "cnerv: error: reference has 10 frames, distorted has 7", err
