@@ -206,11 +206,9 @@ def _frame_yuv420(frame_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
         for channel in (1, 2):
             row.add_(torch.mul(rgb[channel], coefficients[channel], out=term))
         rows.append(row.add_(offset))
-    chroma = torch.stack(rows[1:])  # (2, H, W)
-    pad_w, pad_h = chroma.shape[-1] % 2, chroma.shape[-2] % 2
-    if pad_w or pad_h:
-        chroma = F.pad(chroma[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
-    u, v = _avg_pool_2x2(chroma).unbind(0)
+    pad_w, pad_h = rgb.shape[-1] % 2, rgb.shape[-2] % 2
+    u, v = (_avg_pool_2x2(F.pad(c[None, None], (0, pad_w, 0, pad_h), mode="replicate")[0] if pad_w or pad_h
+                          else c[None])[0] for c in rows[1:])
 
     def rounded(values: torch.Tensor, value_range: tuple[int, int]) -> torch.Tensor:
         return values.add_(0.5).floor_().clamp_(*value_range).to(torch.uint8)

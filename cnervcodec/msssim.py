@@ -89,9 +89,12 @@ def _blur_valid_into(planes: torch.Tensor, taps: list[float], vertical: torch.Te
     return out
 
 
-def _ssim_means(ref: torch.Tensor, dist: torch.Tensor, taps: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _ssim_means(ref: torch.Tensor, dist: torch.Tensor, taps: list[float], luminance: bool = True
+                ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Mean SSIM and contrast-structure maps per plane, ``(M,)`` float32 each, of float32 planes
-    ``(M, H, W)``: pytorch-msssim's ``_ssim`` formula operation for operation, over strips of rows.
+    ``(M, H, W)`` (or uint8 ones): pytorch-msssim's ``_ssim`` formula operation for operation, over
+    strips of rows. ``luminance=False`` skips the SSIM map (None), which MS-SSIM uses at its
+    coarsest scale only.
 
     A strip's five maps (X, Y, X², Y², XY) are built, blurred and reduced in buffers reused from strip
     to strip: ~``STRIP_VALUES`` floats per map stay in the CPU's cache across the ~50 operations a strip
@@ -130,30 +133,37 @@ def _ssim_means(ref: torch.Tensor, dist: torch.Tensor, taps: list[float]) -> tup
         sigma2_sq.sub_(mu2_sq)
         sigma12.sub_(mu1_mu2)
         cs_map = sigma12.mul_(2).add_(c2).div_(sigma1_sq.add_(sigma2_sq).add_(c2))
-        ssim_map = mu1_mu2.mul_(2).add_(c1).div_(mu1_sq.add_(mu2_sq).add_(c1)).mul_(cs_map)
-        sums[0] += ssim_map.sum(dim=(-2, -1), dtype=torch.float64)
         sums[1] += cs_map.sum(dim=(-2, -1), dtype=torch.float64)
+        if luminance:
+            ssim_map = mu1_mu2.mul_(2).add_(c1).div_(mu1_sq.add_(mu2_sq).add_(c1)).mul_(cs_map)
+            sums[0] += ssim_map.sum(dim=(-2, -1), dtype=torch.float64)
     means = (sums / (out_h * out_w)).to(torch.float32)
-    return means[0], means[1]
+    return (means[0] if luminance else None), means[1]
 
 
 def _avg_pool_2x2(planes: torch.Tensor) -> torch.Tensor:
-    """``F.avg_pool2d(planes, 2, padding=[H % 2, W % 2])`` (zeros padded, counted) on ``(M, H, W)``,
-    summed in the kernel's order (row by row) so the values are the same; ~4x faster on a CPU."""
+    """``F.avg_pool2d(planes, 2, padding=[H % 2, W % 2])`` (zeros padded, counted) on ``(M, H, W)``
+    float32 (or uint8, read as float32), summed in the kernel's order (row by row) so the values are
+    the same; ~4x faster on a CPU."""
     pad_h, pad_w = planes.shape[-2] % 2, planes.shape[-1] % 2
     if pad_h or pad_w:  # an odd side is padded on both ends, but no window reaches the far pad
         planes = F.pad(planes, (pad_w, 0, pad_h, 0))
+    def as_float(view: torch.Tensor) -> torch.Tensor:
+        return view if view.dtype == torch.float32 else view.to(torch.float32)
+
     top, bottom = planes[..., 0::2, :], planes[..., 1::2, :]
-    pooled = top[..., 0::2] + top[..., 1::2]
-    return pooled.add_(bottom[..., 0::2]).add_(bottom[..., 1::2]).div_(4)
+    pooled = as_float(top[..., 0::2]) + as_float(top[..., 1::2])
+    return pooled.add_(as_float(bottom[..., 0::2])).add_(as_float(bottom[..., 1::2])).div_(4)
 
 
 def _ms_ssim_planes(ref: torch.Tensor, dist: torch.Tensor, weights: tuple[float, ...], taps: list[float]) -> torch.Tensor:
-    """MS-SSIM of single-channel planes ``(M, H, W)`` (any real dtype, values 0..255) -> ``(M,)``."""
-    ref, dist = ref.to(torch.float32), dist.to(torch.float32)
+    """MS-SSIM of single-channel planes ``(M, H, W)`` (uint8 or float32, values 0..255) -> ``(M,)``.
+    The finest scale reads the planes as they are (strips are converted as they are copied)."""
+    if ref.dtype != torch.uint8:
+        ref, dist = ref.to(torch.float32), dist.to(torch.float32)
     terms = []
     for scale in range(len(weights)):
-        ssim, cs = _ssim_means(ref, dist, taps)
+        ssim, cs = _ssim_means(ref, dist, taps, luminance=scale == len(weights) - 1)
         if scale == len(weights) - 1:
             terms.append(torch.relu(ssim))
             break
