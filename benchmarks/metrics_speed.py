@@ -7,7 +7,7 @@ start, decoding both inputs, scoring) for two pairs:
   x264      against an x264 encode of it at CRF 30 (preset veryfast, yuv420p), made here with PyAV
             in a temporary file, so that every metric has something to measure
 
-and reports wall time, frames/s and the child's peak resident memory (``os.wait4``'s ru_maxrss). It
+and reports wall time, frames/s, CPU time and the child's peak resident memory (/usr/bin/time). It
 then recomputes --compare-frames evenly spaced frames of each pair with the previous implementation
 (tests/metrics_reference.py: int32 SSE, einsum YUV, pytorch-msssim's grouped-conv ``_ssim``) and
 reports the largest per-frame difference of PSNR, YUV-PSNR and MS-SSIM, and the old code's time per
@@ -48,29 +48,32 @@ def x264_copy(source: Path, target: Path, crf: int) -> None:
         stream = out.add_stream("libx264", rate=in_stream.average_rate)
         stream.width, stream.height, stream.pix_fmt = in_stream.width, in_stream.height, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for index, frame in enumerate(inp.decode(in_stream)):
-            frame = frame.reformat(format="yuv420p")
-            frame.pts, frame.time_base = index, None
+        for index, decoded in enumerate(inp.decode(in_stream)):
+            frame = av.VideoFrame.from_ndarray(decoded.to_ndarray(format="yuv420p"), format="yuv420p")
+            frame.pts = index
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
 
 
 def run_metrics_rusage(reference: Path, distorted: Path) -> dict:
-    """`cnerv metrics --json` in a child process, reaped with ``os.wait4`` to read its own usage: its
-    report, wall seconds, CPU seconds and peak RSS in MiB."""
+    """`cnerv metrics --json` in a child process: its report, wall seconds, CPU seconds and peak RSS
+    in MiB. The child runs under /usr/bin/time, whose own small process forks it: Linux carries a
+    forked process's resident high-water mark across exec, so a child forked from this (large)
+    process would report this process's memory as its own."""
+    command = [sys.executable, "-m", "cnervcodec", "metrics", str(reference), str(distorted), "--json"]
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        child = subprocess.Popen([sys.executable, "-m", "cnervcodec", "metrics", str(reference), str(distorted),
-                                  "--json"], stdout=out, stderr=err)
+        child = subprocess.Popen(["/usr/bin/time", "-f", "maxrss_kib=%M", *command], stdout=out, stderr=err)
         _, status, usage = os.wait4(child.pid, 0)
         wall_s = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        if child.returncode != 0:
-            raise SystemExit(f"cnerv metrics failed: {err.read().decode()}")
+        messages = err.read().decode()
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"cnerv metrics failed: {messages}")
         report = json.loads(out.read())
-    return {"report": report, "wall_s": wall_s, "peak_rss_mib": usage.ru_maxrss / 1024,
+    maxrss_kib = int(messages.strip().splitlines()[-1].split("=")[1])
+    return {"report": report, "wall_s": wall_s, "peak_rss_mib": maxrss_kib / 1024,
             "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
@@ -108,15 +111,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         encoded = Path(tmp) / f"x264_crf{args.crf}.mp4"
         x264_copy(args.clip, encoded, args.crf)
-        for name, distorted in (("self", args.clip), (f"x264 CRF {args.crf}", encoded)):
+        pairs = (("self", args.clip), (f"x264 CRF {args.crf}", encoded))
+        reports = []
+        for name, distorted in pairs:
             load_before = load()
             run = run_metrics_rusage(args.clip, distorted)
             report = run["report"]
+            reports.append(report)
             rows.append({"pair": name, "frames": report["frames"], "wall_s": run["wall_s"],
                          "fps": report["frames"] / run["wall_s"], "cpu_s": run["cpu_s"],
                          "peak_rss_mib": run["peak_rss_mib"], "load": f"{load_before} -> {load()}",
                          "psnr": report["psnr"], "psnr_yuv": report["psnr_yuv"], "ms_ssim": report["ms_ssim"]})
             print(rows[-1], flush=True)
+        for (name, distorted), report in zip(pairs, reports):
             comparisons.append({"pair": name, **compare_with_old(args.clip, distorted, report, args.compare_frames)})
             print(comparisons[-1], flush=True)
     if args.md_out is not None:
@@ -130,7 +137,7 @@ def markdown(args, rows: list[dict], comparisons: list[dict]) -> str:
         f"Clip: `{args.clip.name}`, 132 frames of 1280x720, against itself and against an x264 CRF {args.crf} "
         "copy (preset veryfast) made in process. `cnerv metrics REF DIST --json` in a child process: wall time "
         "from launch to exit (interpreter start and both decodes included), the child's CPU time, and its peak "
-        "resident memory (`os.wait4` ru_maxrss).",
+        "resident memory (/usr/bin/time %M).",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. "
         "**Shared**: other agents ran jobs on the same 2 cores during the runs; the 1-minute load average "

@@ -24,10 +24,12 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # finest scale first
 MS_SSIM_MAX_SCALES = len(MS_SSIM_WEIGHTS)
 SSIM_K = (0.01, 0.03)  # pytorch-msssim's (K1, K2)
 
-# Planes scored together (one 720p channel, or ~40 QCIF ones), and floats per map in one strip of rows
-# (16 rows of 3 720p channels): sizes at which the work stays cache-sized (see ``_ssim_means``).
-GROUP_PIXELS = 1 << 20
+# Planes scored together (a 720p frame's three channels, or ~160 QCIF planes), and floats per map in one
+# strip of rows (34 rows of those three channels; never under STRIP_MIN_ROWS, so the window's 10 extra
+# rows stay a small overhead): sizes at which the work stays cache-sized (see ``_ssim_means``).
+GROUP_PIXELS = 1 << 22
 STRIP_VALUES = 1 << 17
+STRIP_MIN_ROWS = 32
 
 
 def ms_ssim_scales_for(height: int, width: int) -> int:
@@ -104,7 +106,7 @@ def _ssim_means(ref: torch.Tensor, dist: torch.Tensor, taps: list[float], lumina
     halo = len(taps) - 1 if height >= len(taps) else 0  # the window's extra input rows
     out_h = height - halo
     out_w = width - len(taps) + 1 if width >= len(taps) else width
-    rows = max(1, min(out_h, STRIP_VALUES // (n_planes * width)))
+    rows = min(out_h, max(STRIP_MIN_ROWS, STRIP_VALUES // (n_planes * width)))
     c1, c2 = ((k * PEAK_U8) ** 2 for k in SSIM_K)
 
     def buffer(*shape: int) -> torch.Tensor:

@@ -146,10 +146,9 @@ def _save_fit(output: Path, result, weight_bits: int, report: dict[str, Any]) ->
 
 
 def read_clips(paths: tuple[str, ...], opts: InputOptions):
-    """One clip, or several of the same size (after --scale) joined in order: a domain model's training set."""
+    """One clip, or several of the same size (after --scale) joined in order: a domain model's training set
+    (their frames, and their 4:2:0 planes when every clip has some)."""
     from dataclasses import replace
-
-    import torch
 
     clips = [read_input(path, opts) for path in paths]
     sizes = {(c.width, c.height) for c in clips}
@@ -159,7 +158,25 @@ def read_clips(paths: tuple[str, ...], opts: InputOptions):
     if len(clips) == 1:
         return clips[0]
     notes = tuple(n for c in clips for n in c.notes)
-    return replace(clips[0], frames=torch.cat([c.frames for c in clips]), source=" + ".join(paths), notes=notes)
+    have_planes = all(c.planes is not None for c in clips)
+    planes = tuple(_join([c.planes[i] for c in clips]) for i in range(3)) if have_planes else None
+    return replace(clips[0], frames=_join([c.frames for c in clips]), source=" + ".join(paths), notes=notes,
+                   planes=planes)
+
+
+def _join(parts: list):
+    """Clips' frames (or planes) in order: one tensor, or one frame file when any part is on disk."""
+    import torch
+
+    from cnervcodec import frame_store
+
+    if not any(frame_store.is_store(p) for p in parts):
+        return torch.cat(parts)
+    joined = frame_store.FrameFile(parts[0].shape[1:])
+    for part in parts:
+        for _, batch in frame_store.batches(part):
+            joined.append(batch)
+    return joined
 
 
 @cli.command("metrics", epilog=EPILOG_METRICS)
