@@ -143,13 +143,19 @@ def markdown(args, rows: list[dict], comparisons: list[dict]) -> str:
         "**Shared**: other agents ran jobs on the same 2 cores during the runs; the 1-minute load average "
         "before -> after each run is given (2.0 means both cores busy with other work).",
         "",
-        "| pair | frames | wall s | frames/s | CPU s | peak RSS MiB | load avg | PSNR dB | YUV-PSNR dB | MS-SSIM |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| pair | frames | wall s | frames/s | CPU s | CPU ms/frame | cores used | peak RSS MiB | load avg | PSNR dB | "
+        "YUV-PSNR dB | MS-SSIM |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(f"| {r['pair']} | {r['frames']} | {r['wall_s']:.1f} | {r['fps']:.1f} | {r['cpu_s']:.1f} | "
-                     f"{r['peak_rss_mib']:.0f} | {r['load']} | {r['psnr']:.3f} | {r['psnr_yuv']:.3f} | {r['ms_ssim']:.5f} |")
+                     f"{1000 * r['cpu_s'] / r['frames']:.0f} | {r['cpu_s'] / r['wall_s']:.2f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['load']} | {r['psnr']:.3f} | {r['psnr_yuv']:.3f} | {r['ms_ssim']:.5f} |")
     lines += [
+        "",
+        "CPU ms/frame (the child's user + system time over the frames, interpreter start included) does not "
+        "depend on the other load; `cores used` = CPU s / wall s shows how much of the 2 cores the run got. "
+        "With both cores to itself the run needs about CPU s / 2 of wall time.",
         "",
         "Before (the issue's figures for the previous code on the self pair): 259 s, 3.0 GB, about 2 s per frame.",
         "",

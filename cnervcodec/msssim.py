@@ -150,6 +150,7 @@ def _avg_pool_2x2(planes: torch.Tensor) -> torch.Tensor:
     pad_h, pad_w = planes.shape[-2] % 2, planes.shape[-1] % 2
     if pad_h or pad_w:  # an odd side is padded on both ends, but no window reaches the far pad
         planes = F.pad(planes, (pad_w, 0, pad_h, 0))
+
     def as_float(view: torch.Tensor) -> torch.Tensor:
         return view if view.dtype == torch.float32 else view.to(torch.float32)
 
@@ -170,7 +171,7 @@ def _ms_ssim_planes(ref: torch.Tensor, dist: torch.Tensor, weights: tuple[float,
             terms.append(torch.relu(ssim))
             break
         terms.append(torch.relu(cs))
-        ref, dist = _avg_pool_2x2(ref), _avg_pool_2x2(dist)
+        ref, dist = _avg_pool_2x2(ref.to(torch.float32)), _avg_pool_2x2(dist.to(torch.float32))
     stacked = torch.stack(terms)  # (scales, M)
     return torch.prod(stacked ** stacked.new_tensor(weights).view(-1, 1), dim=0)
 
