@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=20000)
     parser.add_argument("--short-frames", type=int, default=60, help="prefix encoded in memory and streamed")
-    parser.add_argument("--encode-args", default="--fit-every 100 --epochs 1 --size S",
+    parser.add_argument("--encode-args", default="--fit-every 100 --epochs 1 --bpp 0.005",
                         help="options of the long encode [default: %(default)s]")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the clip and outputs here")
     parser.add_argument("--md-out", type=Path, default=RESULTS / "long_clip_cpu.md")
