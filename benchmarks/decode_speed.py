@@ -13,11 +13,18 @@ few epochs do), then measures frames/s of:
               conversion to an RGB ndarray (what our decoder outputs), best of --repeats; with PyAV's
               default threading and, for comparison, with thread_type AUTO (what read_video uses)
 
+  half        each file (this benchmark's, and any --cnrv) decoded in float32, bfloat16 and float16:
+              PSNR / YUV-PSNR / MS-SSIM against the source and their change from float32, the largest and
+              mean distance from the float32 frames in 8-bit levels, network frames/s (`decode --half`
+              is float16 on CUDA, bfloat16 on the CPU)
+
 CPU always; CUDA too with --device cuda (or auto) when a GPU is present.
 
 Examples:
   python benchmarks/decode_speed.py --device cpu --json-out benchmarks/results/decode_speed_cpu.json
   python benchmarks/decode_speed.py --sizes S M --frames 120 --device cuda
+  cnerv encode tests/data/carphone_qcif.mp4 -o /tmp/c.cnrv --frames 30 --preset fast
+  python benchmarks/decode_speed.py --cnrv /tmp/c.cnrv   # adds that file to the half-precision table
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ import torch
 
 from cnervcodec.codec import EncodeSettings, encode, open_stream, render_frames
 from cnervcodec.config import CompressionConfig, FitConfig, build_model_config
-from cnervcodec.metrics import bpp
+from cnervcodec.metrics import bpp, quality_report
+from cnervcodec.model import half_dtype
 from cnervcodec.video_io import FrameSelection, read_video
 from cnervcodec.video_out import open_video_writer
 
@@ -78,17 +86,18 @@ def best_of(fn, repeats: int) -> tuple[float, float, object]:
 # CNeRV
 
 
-def time_network(data: bytes, device: torch.device, batch: int, repeats: int) -> dict:
-    """frames/s of render_frames alone (network already built and on the device)."""
+def time_network(data: bytes, device: torch.device, batch: int, repeats: int, half: bool = False) -> dict:
+    """frames/s of render_frames alone (network already built and on the device; ``half``: --half's decode,
+    the conversion to half precision included, as `cnerv decode --half` pays it)."""
     network = open_stream(data)
     n_frames = network.latents.shape[0]
 
     def run() -> int:
-        count = sum(frames.shape[0] for frames in render_frames(network, device, batch=batch))
+        count = sum(frames.shape[0] for frames in render_frames(network, device, batch=batch, half=half))
         sync(device)
         return count
 
-    next(render_frames(network, device, batch=batch))  # warm-up, one batch: weights onto the device, kernels
+    next(render_frames(network, device, batch=batch, half=half))  # warm-up, one batch: weights onto the device, kernels
     sync(device)
     seconds, cpu_seconds, count = best_of(run, repeats)
     assert count == n_frames
@@ -127,6 +136,40 @@ def time_end_to_end(path: Path, out_dir: Path, suffix: str, device: torch.device
     best = min(runs, key=lambda r: r["seconds"])
     cpu_seconds = min(r["cpu_seconds"] for r in runs)
     return {**best, "fps": best["frames"] / best["seconds"], "fps_cpu": best["frames"] / cpu_seconds}
+
+
+def half_precision_rows(name: str, data: bytes, source_u8: torch.Tensor, planes, device: torch.device,
+                        repeats: int) -> list[dict]:
+    """One .cnrv decoded in float32 (the exact default), bfloat16 and float16 (``--half`` takes float16 on
+    CUDA, bfloat16 on the CPU): quality against the source, how far the frames are from float32's, and
+    network frames/s (batch 8, the conversion included)."""
+    network = open_stream(data)
+    source = source_u8[: network.n_frames]
+    planes = None if planes is None else tuple(plane[: network.n_frames] for plane in planes)
+    rows, exact = [], None
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        half = False if dtype == torch.float32 else dtype
+        try:
+            frames = torch.cat(list(render_frames(network, device, half=half)))
+        except RuntimeError as error:  # a type this device's kernels do not have
+            rows.append({"file": name, "device": str(device), "dtype": str(dtype), "error": str(error)[:120]})
+            continue
+        exact = frames if exact is None else exact
+        quality = quality_report(source, frames, planes=planes)
+        diff = (frames.int() - exact.int()).abs()
+        seconds, _, _ = best_of(lambda: [sync(device) for _ in render_frames(network, device, half=half)], repeats)
+        rows.append({"file": name, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+                     "cli": "--half" if dtype == half_dtype(device) else ("default" if not half else ""),
+                     "psnr": quality.psnr, "psnr_yuv": quality.psnr_yuv, "ms_ssim": quality.ms_ssim,
+                     "max_abs_diff": int(diff.max()), "mean_abs_diff": round(float(diff.float().mean()), 4),
+                     "values_changed": round(float((diff > 0).float().mean()), 4),
+                     "fps": network.n_frames / seconds})
+    base = rows[0]
+    for row in rows:
+        if "psnr" in row and "psnr" in base:
+            row.update(delta_psnr=round(row["psnr"] - base["psnr"], 4),
+                       delta_psnr_yuv=round(row["psnr_yuv"] - base["psnr_yuv"], 4))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +240,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="torch CPU threads for the CNeRV rows [default: as `cnerv decode` (the usable CPUs), then 1]")
     parser.add_argument("--fit-threads", type=int, default=None, help="torch CPU threads for the fit [default: usable CPUs]")
+    parser.add_argument("--cnrv", type=Path, nargs="*", default=[],
+                        help="more .cnrv files of CLIP (its first frames) for the half-precision quality table, "
+                             "e.g. from `cnerv encode CLIP -o c.cnrv --frames 30 --preset fast`")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args()
@@ -211,6 +257,8 @@ def main() -> None:
     n_frames, height, width = clip.n_frames, clip.height, clip.width
     log = lambda row: print(json.dumps(row), file=sys.stderr, flush=True)  # noqa: E731
     rows: list[dict] = []
+    half_rows: list[dict] = []
+    files = [(path.name, path.read_bytes()) for path in args.cnrv]
 
     with tempfile.TemporaryDirectory(prefix="decode_speed_") as tmp:
         out_dir = Path(tmp)
@@ -232,9 +280,10 @@ def main() -> None:
                 for threads in (args.threads if device.type == "cpu" else [default_threads]):
                     torch.set_num_threads(threads)
                     dev = "CUDA" if device.type == "cuda" else f"CPU, {threads} torch thread{'s' * (threads > 1)}"
-                    for batch in args.batches:
-                        timing = time_network(data, device, batch, args.repeats)
-                        rows.append({"method": f"CNeRV {size} network only, batch {batch} ({dev})", **timing,
+                    for batch, half in [(b, False) for b in args.batches] + [(args.e2e_batch, True)]:
+                        timing = time_network(data, device, batch, args.repeats, half)
+                        what = f", --half ({str(half_dtype(device)).removeprefix('torch.')})" if half else ""
+                        rows.append({"method": f"CNeRV {size} network only, batch {batch}{what} ({dev})", **timing,
                                      "notes": f"render_frames to uint8 RGB; {file_note}", "device": str(device),
                                      "torch_threads": threads})
                         log(rows[-1])
@@ -248,6 +297,12 @@ def main() -> None:
                             "device": str(device), "torch_threads": threads})
                         log(rows[-1])
                 torch.set_num_threads(default_threads)
+            files.append((f"{size} ({args.epochs} epochs, this benchmark's)", data))
+
+        for device in devices:
+            for name, data in files:
+                half_rows.extend(half_precision_rows(name, data, clip.frames, clip.planes, device, args.repeats))
+                log(half_rows[-1])
 
         frames_rgb = np.ascontiguousarray(clip.frames.permute(0, 2, 3, 1).numpy())
         for codec, name in ANCHORS.items():
@@ -272,13 +327,24 @@ def main() -> None:
               f"{load_end[0]:.1f} at end")
     print_table(header, ["method", "frames/s", "frames per CPU-second", "notes"],
                 [[r["method"], f"{r['fps']:.1f}", f"{r['fps_cpu']:.1f}", r["notes"]] for r in rows])
+    print_table(
+        "Half-precision decode: each file decoded in float32 (default, exact), bfloat16 and float16; quality "
+        "against the source frames, distance from the float32 frames in 8-bit levels, network frames/s (batch 8)",
+        ["file", "device", "dtype", "CLI", "PSNR dB", "ΔPSNR", "YUV-PSNR dB", "ΔYUV-PSNR", "MS-SSIM",
+         "max |diff|", "mean |diff|", "values changed", "frames/s"],
+        [[r["file"], r["device"], r["dtype"], r.get("cli", ""), *(
+            [f"{r['psnr']:.4f}", f"{r['delta_psnr']:+.4f}", f"{r['psnr_yuv']:.4f}", f"{r['delta_psnr_yuv']:+.4f}",
+             f"{r['ms_ssim']:.5f}", r["max_abs_diff"], f"{r['mean_abs_diff']:.4f}",
+             f"{100 * r['values_changed']:.2f} %", f"{r['fps']:.1f}"] if "psnr" in r else [r["error"]] + [""] * 8)]
+         for r in half_rows])
     if args.json_out:
         args.json_out.write_text(json.dumps({
             "clip": args.clip, "frames": n_frames, "width": width, "height": height, "fps": str(clip.fps),
             "epochs": args.epochs, "sizes": args.sizes, "repeats": args.repeats,
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "av": av.__version__,
             "devices": [describe(d) for d in devices],
-            "loadavg_start": load_start, "loadavg_end": load_end, "rows": rows}, indent=1))
+            "loadavg_start": load_start, "loadavg_end": load_end, "rows": rows, "half_precision": half_rows},
+            indent=1))
 
 
 if __name__ == "__main__":

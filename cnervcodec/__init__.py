@@ -71,16 +71,18 @@ def encode(frames: torch.Tensor, fps: Fraction | int, *, bits: int = 8, embed_bi
 
 
 def decode(data: bytes, *, start: int = 0, frames: int | None = None, model: bytes | None = None,
-           device: str = "auto") -> torch.Tensor:
+           device: str = "auto", half: bool = False) -> torch.Tensor:
     """The frames a ``.cnrv`` file's bytes decode to, (N, 3, H, W) uint8: all of them, or ``frames``
     from ``start`` (random access: no other frame is decoded). ``model``: the ``.cnrvm`` bytes a
-    stream encoded with ``--model-ref`` needs."""
+    stream encoded with ``--model-ref`` needs. ``half``: float16 on CUDA / bfloat16 on the CPU, a few
+    8-bit levels from the exact (default, float32) frames."""
     from cnervcodec import codec
     from cnervcodec.devices import pick_device
     from cnervcodec.format.model_file import read_model_file
 
     model_file = read_model_file(model) if model is not None else None
-    return codec.decode(data, model_file=model_file, start=start, frames=frames, device=pick_device(device))
+    return codec.decode(data, model_file=model_file, start=start, frames=frames, device=pick_device(device),
+                        half=half)
 
 
 def quality(reference: torch.Tensor, distorted: torch.Tensor) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from cnervcodec.format.tensor_records import (
     record_values,
 )
 from cnervcodec.interpolate import check_interpolation, render_interpolated
-from cnervcodec.model import Decoder, VideoNetwork, bitstream_tensors, render_range
+from cnervcodec.model import Decoder, VideoNetwork, bitstream_tensors, decoder_on, render_range
 from cnervcodec.prune import prune_fit, sparsity
 from cnervcodec.rate_training import EMBEDDINGS
 from cnervcodec.ratecontrol import (
@@ -280,31 +280,35 @@ def check_range(n_frames: int, start: int, count: int | None) -> int:
 
 def render_frames(network: DecodingNetwork, device: torch.device, batch: int = 8, *, start: int = 0,
                   count: int | None = None, interpolate: int = 1,
-                  mode: str = "linear") -> Iterator[torch.Tensor]:
+                  mode: str = "linear", half: bool = False) -> Iterator[torch.Tensor]:
     """Frames ``start`` .. ``start + count - 1`` as (B, 3, H, W) uint8 CPU tensors, streamed.
 
     A range is bit for bit the same frames as a full decode with the same ``batch``: the network runs
     on the batches of the full decode that hold the range (at most ``batch - 1`` frames more at each
     end), never on the rest of the stream. ``interpolate`` N > 1 yields, per coded frame, the frame
     and the N - 1 frames decoded from blended embeddings towards the next one (``interpolate``).
+    ``half``: the decoder runs in float16 on CUDA, bfloat16 on the CPU (``model.half_dtype``): faster
+    where the hardware has it, a few 8-bit levels off and not bit-exact. Default float32: exact.
     """
     count = check_range(network.n_frames, start, count)
     check_interpolation(interpolate, mode, network.header.model.arch)
     model = network.header.model
+    decoder = decoder_on(network.decoder, device, half)  # converted once (a copy when half)
     if interpolate > 1:
-        return render_interpolated(network.decoder, network.latents, model.height, model.width, interpolate, mode,
-                                   device, batch, start=start, count=count)
-    return render_range(network.decoder, network.latents, model.height, model.width, device, batch,
-                        start=start, count=count)
+        return render_interpolated(decoder, network.latents, model.height, model.width, interpolate, mode,
+                                   device, batch, start=start, count=count, half=half)
+    return render_range(decoder, network.latents, model.height, model.width, device, batch,
+                        start=start, count=count, half=half)
 
 
 def decode(data: bytes, *, model_file: ModelFile | None = None, start: int = 0, frames: int | None = None,
            device: torch.device | str = "cpu", batch: int = 8, to_disk: bool = False,
-           cache_dir: str | None = None) -> torch.Tensor:
+           cache_dir: str | None = None, half: bool = False) -> torch.Tensor:
     """The frames a ``.cnrv`` file decodes to, (N, 3, H, W) uint8: all of them, or ``frames`` from ``start``.
-    ``to_disk``: into a ``frame_store.FrameFile`` in ``cache_dir`` instead (a long clip's decode)."""
+    ``to_disk``: into a ``frame_store.FrameFile`` in ``cache_dir`` instead (a long clip's decode).
+    ``half``: a half-precision decode (``render_frames``), not bit-exact; the default is exact."""
     network = open_stream(data, model_file)
-    rendered = render_frames(network, torch.device(device), batch, start=start, count=frames)
+    rendered = render_frames(network, torch.device(device), batch, start=start, count=frames, half=half)
     if not to_disk:
         return torch.cat(list(rendered))
     model = network.header.model

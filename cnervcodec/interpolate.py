@@ -97,25 +97,26 @@ def _slerp(left: torch.Tensor, right: torch.Tensor, weights: torch.Tensor) -> to
 
 def render_interpolated(decoder: Decoder, latents: torch.Tensor, height: int, width: int, n: int, mode: str,
                         device: torch.device, batch: int = 8, *, start: int = 0,
-                        count: int | None = None) -> Iterator[torch.Tensor]:
+                        count: int | None = None, half: bool = False) -> Iterator[torch.Tensor]:
     """The frames ``interpolate_embeddings`` describes for coded frames ``start`` .. ``start + count - 1``,
     streamed as (n, 3, H, W) uint8 CPU tensors, one per coded frame: the frame itself, then the
     n - 1 frames towards the next one (the stream's last frame is held).
 
     The coded frames come from ``render_range``, so they match a plain decode bit for bit even where
     a decoder's float results depend on the batch; the blends go through the decoder ``batch`` at a
-    time. Memory stays bounded by about 2 * batch + n frames.
+    time. Memory stays bounded by about 2 * batch + n frames. ``half``: as ``render_latents``.
     """
     check_interpolation(n, mode)
     if n == 1:
-        yield from render_range(decoder, latents, height, width, device, batch, start=start, count=count)
+        yield from render_range(decoder, latents, height, width, device, batch, start=start, count=count,
+                                half=half)
         return
     n_frames = latents.shape[0]
     index = start
-    for coded in render_range(decoder, latents, height, width, device, batch, start=start, count=count):
+    for coded in render_range(decoder, latents, height, width, device, batch, start=start, count=count, half=half):
         window = latents[index : index + coded.shape[0] + 1]  # these frames and the next one
         blends = between_embeddings(window, n, mode).flatten(0, 1)  # (pairs * (n - 1), d, n_h, n_w)
-        blended = (frame for frames in render_latents(decoder, blends, height, width, device, batch)
+        blended = (frame for frames in render_latents(decoder, blends, height, width, device, batch, half=half)
                    for frame in frames)
         for frame_index, frame in zip(range(index, index + coded.shape[0]), coded):
             if frame_index == n_frames - 1:  # no next frame: hold this one

@@ -15,6 +15,7 @@ This module must not import fit, entropy or container.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -146,21 +147,47 @@ def to_u8(frames: torch.Tensor) -> torch.Tensor:
     return frames.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
 
 
-@torch.inference_mode()
-def render_latents(decoder: Decoder, latents: torch.Tensor, height: int, width: int, device: torch.device,
-                   batch: int = 8) -> Iterator[torch.Tensor]:
-    """Frames ``decoder`` makes from (L, d, n_h, n_w) latents, ``batch`` at a time, cropped to
-    ``height`` x ``width``, as (B, 3, H, W) uint8 CPU tensors (streamed: memory stays bounded)."""
+def half_dtype(device: torch.device) -> torch.dtype:
+    """The half-precision type a ``half`` decode runs in: float16 on CUDA (tensor cores); bfloat16 on the
+    CPU, where oneDNN has fast bfloat16 convolutions (AVX512-BF16 / AMX) and float16 ones are slow."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def decoder_on(decoder: Decoder, device: torch.device, half: bool | torch.dtype = False) -> Decoder:
+    """``decoder`` on ``device`` (channels-last on CUDA), in ``half_dtype`` when ``half`` (or in ``half``
+    itself when it is a dtype, e.g. to compare float16 and bfloat16 on one device): then as a copy, so
+    the float32 decoder a stream holds is never changed (``Module.to`` converts in place)."""
+    if isinstance(half, torch.dtype):
+        dtype = half
+    else:
+        dtype = half_dtype(device) if half else torch.float32
+    if next(decoder.parameters()).dtype != dtype:
+        decoder = copy.deepcopy(decoder).to(dtype=dtype)
     decoder = decoder.to(device)
     if device.type == "cuda":
         decoder = decoder.to(memory_format=torch.channels_last)
+    return decoder
+
+
+@torch.inference_mode()
+def render_latents(decoder: Decoder, latents: torch.Tensor, height: int, width: int, device: torch.device,
+                   batch: int = 8, *, half: bool | torch.dtype = False) -> Iterator[torch.Tensor]:
+    """Frames ``decoder`` makes from (L, d, n_h, n_w) latents, ``batch`` at a time, cropped to
+    ``height`` x ``width``, as (B, 3, H, W) uint8 CPU tensors (streamed: memory stays bounded).
+
+    ``half``: the decoder runs in ``half_dtype(device)``, a few 8-bit levels from the float32 frames and
+    not bit-exact; the last step to 8-bit levels is in float32 either way. Default: float32, exact.
+    """
+    decoder = decoder_on(decoder, device, half)
+    dtype = next(decoder.parameters()).dtype
     for start in range(0, latents.shape[0], batch):
-        frames = decoder(latents[start : start + batch].to(device))[..., :height, :width]
-        yield to_u8(frames).cpu()
+        frames = decoder(latents[start : start + batch].to(device, dtype))[..., :height, :width]
+        yield to_u8(frames.float()).cpu()
 
 
 def render_range(decoder: Decoder, latents: torch.Tensor, height: int, width: int, device: torch.device,
-                 batch: int = 8, *, start: int = 0, count: int | None = None) -> Iterator[torch.Tensor]:
+                 batch: int = 8, *, start: int = 0, count: int | None = None,
+                 half: bool | torch.dtype = False) -> Iterator[torch.Tensor]:
     """Frames ``start`` .. ``start + count - 1`` of ``latents`` (all from ``start`` when ``count`` is None),
     bit for bit as ``render_latents`` makes them over the whole sequence.
 
@@ -172,7 +199,7 @@ def render_range(decoder: Decoder, latents: torch.Tensor, height: int, width: in
     first = start // batch * batch
     last = min(latents.shape[0], -(-end // batch) * batch)
     index = first
-    for frames in render_latents(decoder, latents[first:last], height, width, device, batch):
+    for frames in render_latents(decoder, latents[first:last], height, width, device, batch, half=half):
         lo, hi = max(start - index, 0), min(end - index, frames.shape[0])
         if hi > lo:
             yield frames[lo:hi]

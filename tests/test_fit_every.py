@@ -187,12 +187,12 @@ def test_fit_every_zero_is_a_usage_error(tmp_path):
 
 
 def test_text_report_has_a_seen_unseen_line():
-    from cnervcodec.cli.codec import _format_encode
+    from cnervcodec.cli.text import format_encode
 
     report = {"frames": 5, "width": 8, "height": 8, "fps": "25", "bytes": 100, "bpp": 2.5, "psnr": 30.0,
               "psnr_yuv": 31.0, "ms_ssim": 0.9, "encode_seconds": 2.0, "fit_every": 4, "fit_seconds": 1.5,
               "seen": {"frames": 2, "psnr": 32.0, "psnr_yuv": 33.0, "ms_ssim": 0.95},
               "unseen": {"frames": 3, "psnr": 28.5, "psnr_yuv": 29.0, "ms_ssim": 0.85}}
-    text = _format_encode(report, Path("x.cnrv"), [])
+    text = format_encode(report, Path("x.cnrv"), [])
     assert "seen 2 frames PSNR 32.00 dB, unseen 3 frames PSNR 28.50 dB" in text
     assert "every 4 frames" in text

@@ -34,6 +34,7 @@ FORBIDDEN = {
     "cnervcodec.metrics": {"av", "click", "cnervcodec.model", "cnervcodec.fit", "cnervcodec.format"},
     "cnervcodec.tensor_coding": {"av", "click", "cnervcodec.fit", "cnervcodec.codec", "cnervcodec.format.stream"},
     "cnervcodec.interpolate": {"av", "click", "cnervcodec.fit", "cnervcodec.format", "cnervcodec.codec"},
+    "cnervcodec.flops": {"av", "click", "cnervcodec.fit", "cnervcodec.format", "cnervcodec.codec"},
     "cnervcodec.trained_model": {"av", "click", "cnervcodec.codec", "cnervcodec.video_io"},
     "cnervcodec.codec": {"av", "click", "cnervcodec.video_io", "cnervcodec.video_out", "cnervcodec.audio"},
     "cnervcodec.video_frames": {"click", "cnervcodec.model", "cnervcodec.fit", "cnervcodec.metrics",

@@ -1,8 +1,9 @@
 """Text for people: how ``cnerv info`` and ``cnerv model info`` print the dicts ``format.describe`` builds,
-and the parts of ``cnerv decode``'s line that say which frames it wrote."""
+``cnerv encode``'s report, and the parts of ``cnerv decode``'s line that say which frames it wrote."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -55,3 +56,30 @@ def interpolation_text(r: dict[str, Any]) -> str:
     if "interpolate" not in r:
         return ""
     return f" ({r['source_frames']} coded frames x {r['interpolate']}, {r['interp']} interpolation)"
+
+
+def format_encode(r: dict[str, Any], output: Path, notes: list[str]) -> str:
+    """The human-readable form of ``cnerv encode``'s report."""
+    lines = [
+        f"{output}: {r['frames']} frames {r['width']}x{r['height']} at {r['fps']} fps",
+        f"  size     {r['bytes']:,} bytes, {r['bpp']:.4f} bpp",
+        *([f"  rate     target {r['target_bytes']:,} bytes ({r['target_bpp']:.4g} bpp), video part "
+           f"{r['video_bytes']:,} bytes ({r['off_target']:+.1%}); network widths "
+           f"{'-'.join(map(str, r['network']['widths']))}, d {r['network']['embed_dim']}, grid "
+           f"{'x'.join(map(str, r['network']['grid']))}, {r['network']['decoder_params']:,} params; "
+           f"{r['weight_bits']}-bit weights, {r['embed_bits']}-bit embeddings"] if "target_bytes" in r else []),
+        f"  quality  PSNR {r['psnr']:.2f} dB  PSNR-YUV {r['psnr_yuv']:.2f} dB  MS-SSIM {r['ms_ssim']:.4f} (decoded from the file)",
+        f"  time     {r['encode_seconds']:.1f} s",
+    ]
+    if "fit_every" in r:
+        lines.append(f"  fit      every {r['fit_every']} frames, {r['fit_seconds']:.1f} s: "
+                     f"seen {psnr_text(r['seen'])}, unseen {psnr_text(r['unseen'])}")
+    if "model" in r:
+        lines.append(f"  model    {r['model'][:16]}... (no fit: embeddings in {r['embed_seconds']:.2f} s"
+                     f"{', refined ' + str(r['refine_embeddings']) + ' passes' if r['refine_embeddings'] else ''})")
+    lines.extend(f"  note: {n}" for n in notes)
+    return "\n".join(lines)
+
+
+def psnr_text(q: dict[str, Any]) -> str:
+    return f"{q['frames']} frames PSNR {q['psnr']:.2f} dB" if q["psnr"] is not None else f"{q['frames']} frames"
