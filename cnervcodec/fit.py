@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -85,6 +85,7 @@ class FitResult:
     # Rate-aware fits: each coded tensor's learned step (EMBEDDINGS: the embeddings'), and lambda at the end
     quant_steps: dict[str, float] | None = None
     rate_lambda: float | None = None
+    embeddings: torch.Tensor | None = field(default=None, repr=False)  # ``fitted_embeddings``, once computed
 
     @property
     def train_fps(self) -> float:
@@ -133,11 +134,6 @@ def lr_at(step: int, total_steps: int, config: FitConfig) -> float:
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     floor = config.lr * config.min_lr_frac
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def fit_loss(pred: torch.Tensor, target: torch.Tensor, l1_weight: float) -> torch.Tensor:
-    """The paper's RGB loss (kept under this name for the callers that fit embeddings alone)."""
-    return l1_ssim_loss(pred, target, l1_weight)
 
 
 def target_planes(frames_u8: torch.Tensor, planes: Planes | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -442,9 +438,9 @@ def _run(
 
 @torch.no_grad()
 def fitted_embeddings(result: FitResult, batch: int = 64) -> torch.Tensor | None:
-    """Every frame's embedding (T, d, n_h, n_w), float32 on the CPU, from the fitted encoder (None for NeRV)."""
-    encoder = result.network.encoder
-    if encoder is None:
-        return None
-    inputs = result.inputs
-    return torch.cat([encoder(inputs[i : i + batch]).float().cpu() for i in range(0, inputs.shape[0], batch)])
+    """Every frame's embedding (T, d, n_h, n_w), float32 on the CPU, from the fitted encoder (None for NeRV);
+    computed once per result (a rate search codes one fit many times; a long clip streams from disk)."""
+    encoder, inputs = result.network.encoder, result.inputs
+    if encoder is not None and result.embeddings is None:
+        result.embeddings = torch.cat([encoder(inputs[i : i + batch]).float().cpu() for i in range(0, len(inputs), batch)])
+    return result.embeddings

@@ -71,7 +71,7 @@ def prune_fit(
     """
     if prune.fraction == 0:
         return fitted
-    result = replace(fitted, network=copy.deepcopy(fitted.network))
+    result = replace(fitted, network=copy.deepcopy(fitted.network), embeddings=None)
     decoder = result.network.decoder
     masks = magnitude_masks(decoder, prune.fraction)
     if prune.epochs == 0:

@@ -18,7 +18,7 @@ import torch
 from cnervcodec.config import CompressionConfig, FitConfig
 from cnervcodec.embedding import ContentEncoder, network_inputs
 from cnervcodec.errors import BadInputError
-from cnervcodec.fit import fit_loss
+from cnervcodec.losses import l1_ssim_loss
 from cnervcodec.format.model_file import ModelFile
 from cnervcodec.format.stream import read_container
 from cnervcodec.model import VideoNetwork
@@ -106,7 +106,7 @@ def refine_embeddings(frames_u8: torch.Tensor, embeddings: torch.Tensor, model_f
         for start in range(0, frames_u8.shape[0], batch):
             target = frames_u8[start:start + batch].to(device).float().div_(255.0)
             pred = decoder(latents[start:start + batch])[..., : config.height, : config.width]
-            loss = fit_loss(pred, target, l1_weight)
+            loss = l1_ssim_loss(pred, target, l1_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
