@@ -53,7 +53,8 @@ Examples:
   cnerv encode clip.mp4 -o clip.cnrv --size S --bits 6 --prune 0.2 --json   # a named size, no rate control
   cnerv encode big.mp4 -o big.cnrv --scale 640x360 --size M --preset slow
   cnerv encode cars.yuv --video-size 320x240 --fps 30 -o cars.cnrv
-  cnerv encode long.mp4 -o long.cnrv --fit-every 4      # fit on 1 frame in 4, embed all
+  cnerv encode long.mp4 -o long.cnrv --fit-every 100 --cache-dir /scratch   # long: frames stream from a disk cache
+  torchrun --nproc-per-node 2 -m cnervcodec encode clip.mp4 -o clip.cnrv --device cpu   # DDP, 2 ranks (gloo)
   cnerv encode new.mp4 -o new.cnrv --model domain.cnrvm --model-ref   # no fit: embeddings only
   cnerv encode a.mp4 b.mkv c.y4m -o out/ --preset fast --json   # out/a.cnrv, out/b.cnrv, out/c.cnrv; a JSON list
 """
