@@ -19,7 +19,7 @@ import torch
 
 from cnervcodec.config import EmbeddingConfig
 from cnervcodec.embedding import block_projection, frame_times, network_inputs, pad_replicate
-from cnervcodec.frame_store import STREAM_BATCH_FRAMES, batches, is_store
+from cnervcodec.frame_store import STREAM_BATCH_FRAMES, HeapTrimmer, batches, is_store
 
 PROJECTION_CHUNK_FRAMES = 16  # network_inputs' own batch: the same chunks give the same float values
 CACHED_CHUNKS = 8
@@ -41,6 +41,7 @@ class StreamedInputs:
         n_h, n_w = config.grid
         self.shape = torch.Size((len(frames), config.raw_dim, n_h, n_w))
         self._chunks: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._trimmer = HeapTrimmer(16 * 2**20)  # projections come and go by the megabyte (frame_store.trim_heap)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -53,6 +54,7 @@ class StreamedInputs:
         chunk = to_device(self.frames[start : start + PROJECTION_CHUNK_FRAMES], self.device).float().div_(255.0)
         projected = block_projection(pad_replicate(chunk, self.padded_size), self.config)
         self._chunks[number] = projected
+        self._trimmer.add(projected.numel() * projected.element_size())
         if len(self._chunks) > CACHED_CHUNKS:
             self._chunks.popitem(last=False)
         return projected

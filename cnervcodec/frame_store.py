@@ -15,6 +15,7 @@ Everything that walks a whole clip does it in batches (``batches``), so memory i
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import tempfile
@@ -27,6 +28,38 @@ import torch
 # 600-frame 1080p clip (3.7 GB) goes to disk.
 DEFAULT_MEMORY_BYTES = 256 * 2**20
 STREAM_BATCH_FRAMES = 16
+
+
+TRIM_EVERY_BYTES = 64 * 2**20
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Streaming a long clip allocates and frees multi-megabyte batches by the thousand. glibc raises its
+    mmap threshold whenever a large mmapped block is freed (up to 32 MB), after which such batches
+    come from the heap and its free holes stay resident: measured +113 MB of RSS per 2,000 frames of
+    320x180 just computing embeddings. Trimming now and then keeps the RSS flat at no measurable cost;
+    fixing the threshold instead (``M_MMAP_THRESHOLD``) slowed fitting by 1.6x.
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class HeapTrimmer:
+    """Calls ``trim_heap`` once every ``every_bytes`` of streamed data (``add``)."""
+
+    def __init__(self, every_bytes: int = TRIM_EVERY_BYTES) -> None:
+        self.every_bytes = every_bytes
+        self._since = 0
+
+    def add(self, n_bytes: int) -> None:
+        self._since += n_bytes
+        if self._since >= self.every_bytes:
+            self._since = 0
+            trim_heap()
 
 
 class FrameFile:
@@ -45,6 +78,7 @@ class FrameFile:
         os.unlink(path)  # gone with the last descriptor: no leftovers after a crash or Ctrl-C
         self._fd: int | None = handle
         self._count = 0
+        self._trimmer = HeapTrimmer()
 
     # -- writing
     def append(self, frames: torch.Tensor) -> None:
@@ -54,6 +88,7 @@ class FrameFile:
             raise ValueError(f"expected uint8 frames of shape {self.frame_shape}, got {tuple(frames.shape)} {frames.dtype}")
         data = batch.contiguous().numpy().tobytes()
         os.pwrite(self._descriptor(), data, self._count * self.frame_bytes)
+        self._trimmer.add(len(data))
         self._count += batch.shape[0]
 
     def close(self) -> None:
@@ -100,6 +135,7 @@ class FrameFile:
     def _read_run(self, start: int, count: int) -> torch.Tensor:
         """Frames ``start .. start + count - 1`` in one read."""
         buffer = bytearray(count * self.frame_bytes)
+        self._trimmer.add(len(buffer))
         if count:
             got = os.preadv(self._descriptor(), [buffer], start * self.frame_bytes)
             if got != len(buffer):
