@@ -64,10 +64,12 @@ class StreamedInputs:
             start, stop, step = key.indices(len(self))
             key = torch.arange(start, stop, step)
         indices = torch.as_tensor(key).reshape(-1).long().cpu()
-        rows = [self._chunk(i // PROJECTION_CHUNK_FRAMES)[i % PROJECTION_CHUNK_FRAMES] for i in indices.tolist()]
-        if not rows:
-            return torch.empty((0, *self.shape[1:]), device=self.device)
-        return torch.stack(rows)
+        # Rows are copied out one by one: a view would keep its whole 16-frame chunk alive (200 seen
+        # frames of 320x180 held 520 MB of chunks that way).
+        out = torch.empty((len(indices), *self.shape[1:]), device=self.device)
+        for row, index in enumerate(indices.tolist()):
+            out[row] = self._chunk(index // PROJECTION_CHUNK_FRAMES)[index % PROJECTION_CHUNK_FRAMES]
+        return out
 
 
 def clip_frames(frames_u8, device: torch.device):
