@@ -153,27 +153,8 @@ def read_video(
     file in ``cache_dir`` (the system's temp directory by default): ``clip.frames`` is then a
     ``frame_store.FrameFile``, read back a batch at a time.
     """
-    source = os.fspath(path)
-    _check_selection(select)
-    if scale is not None:
-        _check_side("scale", *scale)
-    if fps is not None:
-        fps = Fraction(fps)
-        if fps <= 0:
-            raise BadInputError(f"bad frame rate {fps}: the frame rate must be positive")
-    file = _existing_file(source)
     notes: list[str] = []
-    if raw is None and file.suffix.lower() in RAW_EXTENSIONS:
-        raise BadInputError(
-            f"{source} is raw video with no header: pass --video-size WxH (and --pix-fmt, --fps)"
-        )
-    if raw is not None:
-        if fps is None:
-            fps = RAW_DEFAULT_FPS
-            notes.append(f"raw video has no frame rate; assumed {fps} fps (pass --fps to set it)")
-        container = _open_raw(file, source, raw, fps)
-    else:
-        container = _open_container(file, source, fps)
+    source, container, fps = open_video(path, raw, fps, select, scale, notes)
     with container:
         stream = _video_stream(container, source)
         source_fps = fps if raw is not None else _source_fps(container, stream, fps, notes)
@@ -189,6 +170,31 @@ def read_video(
         color=color,
         planes=planes,
     )
+
+
+def open_video(path: str | os.PathLike, raw: RawVideoSpec | None, fps: Fraction | None, select: FrameSelection,
+               scale: tuple[int, int] | None, notes: list[str]) -> tuple[str, av.container.InputContainer, Fraction | None]:
+    """Check the read options and open ``path`` (``read_video`` and ``video_stream.stream_video``): the
+    source's name, its container, and the frame rate to use (the user's; raw video's default, noted)."""
+    source = os.fspath(path)
+    _check_selection(select)
+    if scale is not None:
+        _check_side("scale", *scale)
+    if fps is not None:
+        fps = Fraction(fps)
+        if fps <= 0:
+            raise BadInputError(f"bad frame rate {fps}: the frame rate must be positive")
+    file = _existing_file(source)
+    if raw is None and file.suffix.lower() in RAW_EXTENSIONS:
+        raise BadInputError(
+            f"{source} is raw video with no header: pass --video-size WxH (and --pix-fmt, --fps)"
+        )
+    if raw is None:
+        return source, _open_container(file, source, fps), fps
+    if fps is None:
+        fps = RAW_DEFAULT_FPS
+        notes.append(f"raw video has no frame rate; assumed {fps} fps (pass --fps to set it)")
+    return source, _open_raw(file, source, raw, fps), fps
 
 
 def _check_selection(select: FrameSelection) -> None:

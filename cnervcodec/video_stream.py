@@ -20,19 +20,13 @@ import torch
 from cnervcodec.errors import BadInputError
 from cnervcodec.video_frames import frame_chw, frame_planes, native_planes_usable
 from cnervcodec.video_io import (
-    RAW_DEFAULT_FPS,
-    RAW_EXTENSIONS,
     FrameSelection,
     RawVideoSpec,
     _check_enough,
     _check_scale,
-    _check_selection,
-    _check_side,
     _decoded_frames,
-    _existing_file,
-    _open_container,
-    _open_raw,
     _video_stream,
+    open_video,
 )
 
 Planes = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -55,21 +49,7 @@ def stream_video(
     Errors are ``read_video``'s, raised as the stream gets there: a selection past the end or short
     of ``select.frames`` when the stream ends.
     """
-    source = os.fspath(path)
-    _check_selection(select)
-    if scale is not None:
-        _check_side("scale", *scale)
-    if fps is not None and Fraction(fps) <= 0:
-        raise BadInputError(f"bad frame rate {fps}: the frame rate must be positive")
-    file = _existing_file(source)
-    if raw is None and file.suffix.lower() in RAW_EXTENSIONS:
-        raise BadInputError(
-            f"{source} is raw video with no header: pass --video-size WxH (and --pix-fmt, --fps)"
-        )
-    if raw is not None:
-        container = _open_raw(file, source, raw, Fraction(fps) if fps is not None else RAW_DEFAULT_FPS)
-    else:
-        container = _open_container(file, source, Fraction(fps) if fps is not None else None)
+    source, container, _ = open_video(path, raw, fps, select, scale, [])
     with container:
         stream = _video_stream(container, source)
         source_size: tuple[int, int] | None = None
