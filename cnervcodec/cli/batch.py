@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from cnervcodec.atomic import check_writable
-from cnervcodec.cli.common import EMIT_SINK
+from cnervcodec.cli.common import EMIT_SINK, under_torchrun
 from cnervcodec.errors import BadInputError, CnervError, one_line
 
 
@@ -70,7 +70,7 @@ def for_each_input(spec: BatchSpec) -> Callable[[Callable[..., None]], Callable[
                 command(input_path=input_paths[0], output=Path(output), overwrite=overwrite, as_json=as_json,
                         **options)
                 return
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks 1.. leave after a clip's fit
+            if under_torchrun():  # ranks 1.. leave after a clip's fit
                 raise click.UsageError("under torchrun, give one input per run (the ranks share one fit)")
             folder = output_folder(output)
             outputs = plan_outputs(input_paths, folder, spec.suffix(folder_options))

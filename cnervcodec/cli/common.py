@@ -68,15 +68,10 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def read_input(path: str, opts: InputOptions):
-    """Read one input video as the options say (``video_io.read_video``)."""
-    from cnervcodec.video_io import (
-        FrameSelection,
-        RawVideoSpec,
-        parse_fps,
-        parse_video_size,
-        read_video,
-    )
+def read_options(opts: InputOptions) -> dict[str, Any]:
+    """The options' raw geometry, frame rate, selection and scale as ``read_video`` (and
+    ``video_stream.stream_video``) take them."""
+    from cnervcodec.video_io import FrameSelection, RawVideoSpec, parse_fps, parse_video_size
 
     raw = None
     if opts.video_size is not None:
@@ -85,8 +80,20 @@ def read_input(path: str, opts: InputOptions):
     fps: Fraction | None = parse_fps(opts.fps) if opts.fps is not None else None
     scale = parse_video_size(opts.scale) if opts.scale is not None else None
     selection = FrameSelection(start=opts.start, frames=opts.frames, step=opts.step)
-    return read_video(path, raw=raw, fps=fps, select=selection, scale=scale, cache_dir=opts.cache_dir,
-                      memory_bytes=opts.memory_mb * 2**20)
+    return {"raw": raw, "fps": fps, "select": selection, "scale": scale}
+
+
+def read_input(path: str, opts: InputOptions):
+    """Read one input video as the options say (``video_io.read_video``)."""
+    from cnervcodec.video_io import read_video
+
+    return read_video(path, **read_options(opts), cache_dir=opts.cache_dir, memory_bytes=opts.memory_mb * 2**20)
+
+
+def under_torchrun() -> bool:
+    """True when torchrun (or another launcher) started this command as one of several ranks; read from the
+    environment, so the CLI loads no torch to know it."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def choose_device(name: str):
@@ -94,7 +101,7 @@ def choose_device(name: str):
     process group joined (``distributed.start``)."""
     from cnervcodec.devices import pick_device
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if under_torchrun():
         from cnervcodec.distributed import start
 
         return start(pick_device(name))
@@ -103,7 +110,7 @@ def choose_device(name: str):
 
 def leave_if_follower() -> None:
     """Under torchrun, after the fit: leave the process group, and end every rank but 0 quietly."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if under_torchrun():
         from cnervcodec import distributed
 
         main = distributed.is_main()

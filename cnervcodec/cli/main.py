@@ -27,6 +27,7 @@ from cnervcodec.cli.common import (
     input_options,
     leave_if_follower,
     read_input,
+    read_options,
     size_help,
 )
 from cnervcodec.cli.model import model_group
@@ -214,16 +215,9 @@ def metrics_command(reference: str, distorted: str, as_json: bool, **input_kw: A
 
 def _stream_input(path: str, opts: InputOptions):
     """``read_input``'s frames of one input, one at a time (``video_stream.stream_video``)."""
-    from cnervcodec.video_io import FrameSelection, RawVideoSpec, parse_fps, parse_video_size
     from cnervcodec.video_stream import stream_video
 
-    raw = None
-    if opts.video_size is not None:
-        width, height = parse_video_size(opts.video_size)
-        raw = RawVideoSpec(width=width, height=height, pix_fmt=opts.pix_fmt)
-    fps = parse_fps(opts.fps) if opts.fps is not None else None
-    scale = parse_video_size(opts.scale) if opts.scale is not None else None
-    return stream_video(path, raw=raw, fps=fps, select=FrameSelection(opts.start, opts.frames, opts.step), scale=scale)
+    return stream_video(path, **read_options(opts))
 
 
 def _metrics_batches(reference: str, distorted: str, opts: InputOptions, batch: int):
