@@ -12,6 +12,7 @@ This module holds no training loop and does no I/O.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -89,11 +90,13 @@ class ContentEncoder(nn.Module):
         pieces = (lambda: iter((raw,))) if isinstance(raw, torch.Tensor) else raw
         chunks = pieces()
         first = _coefficient_rows(next(chunks))
-        if next(chunks, None) is None:
+        second = next(chunks, None)
+        if second is None:
             mean = first.mean(dim=1)
             std = first.std(dim=1, unbiased=False) if first.shape[1] > 1 else torch.ones_like(mean)
-        else:
-            rows = [(values.shape[1], values.sum(dim=1)) for values in map(_coefficient_rows, pieces())]
+        else:  # the pieces already computed are summed, not computed again
+            values = itertools.chain((first, _coefficient_rows(second)), map(_coefficient_rows, chunks))
+            rows = [(piece.shape[1], piece.sum(dim=1)) for piece in values]
             count = sum(n for n, _ in rows)
             mean = torch.stack([total for _, total in rows]).sum(dim=0) / count
             squares = sum(((_coefficient_rows(piece) - mean[:, None]) ** 2).sum(dim=1) for piece in pieces())
