@@ -348,26 +348,17 @@ def _decode_selection(
     plane_stacks: list[FrameStack] | None = None
     source_size: tuple[int, int] | None = None
     color = (0, 2, 2, 2)
-    n_decoded = 0
-    for frame in _decoded_frames(container, stream, source):
-        index = n_decoded
-        n_decoded += 1
+    for frame, kept in selected_frames(container, stream, source, select, scale):
         if source_size is None:
             source_size = (frame.width, frame.height)
             color = (int(frame.color_range), int(frame.colorspace), int(frame.color_primaries), int(frame.color_trc))
-            _check_scale(scale, source_size)
             _note_deep_format(frame.format, notes)
             if native_planes_usable(frame):
                 # Y is a third of an RGB frame, U and V a twelfth each: they spill with the frames
                 budgets = (spill[0] // 3, spill[0] // 12, spill[0] // 12)
                 plane_stacks = [SpillingStack(FrameStack(_capacity_hint(stream, select)), budget, spill[1])
                                 for budget in budgets]
-        elif (frame.width, frame.height) != source_size:
-            raise BadInputError(
-                f"{source} changes size at frame {index} ({source_size[0]}x{source_size[1]} to "
-                f"{frame.width}x{frame.height}): cut it into parts of one size"
-            )
-        if index < select.start or (index - select.start) % select.step:
+        if not kept:
             continue
         stack.append(frame_chw(frame, scale))
         if plane_stacks is not None:
@@ -376,12 +367,36 @@ def _decode_selection(
                     plane_stack.append(plane)
             else:  # the format changed mid-stream: score on the RGB conversion instead
                 plane_stacks = None
-        if select.frames is not None and len(stack) == select.frames:
-            break
-    _check_enough(source, select, n_decoded, len(stack))
     assert source_size is not None
     planes = tuple(p.result() for p in plane_stacks) if plane_stacks is not None else None
     return stack.result(), source_size, color, planes
+
+
+def selected_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream, source: str,
+                    select: FrameSelection, scale: tuple[int, int] | None) -> Iterator[tuple[av.VideoFrame, bool]]:
+    """Every decoded frame up to the end of ``select``, with whether the selection keeps it (``read_video``
+    and ``video_stream.stream_video``): sizes checked against the first frame, ``scale`` against that
+    size, and the count checked when decoding stops."""
+    source_size: tuple[int, int] | None = None
+    n_decoded = n_kept = 0
+    for frame in _decoded_frames(container, stream, source):
+        index = n_decoded
+        n_decoded += 1
+        if source_size is None:
+            source_size = (frame.width, frame.height)
+            _check_scale(scale, source_size)
+        elif (frame.width, frame.height) != source_size:
+            raise BadInputError(
+                f"{source} changes size at frame {index} ({source_size[0]}x{source_size[1]} to "
+                f"{frame.width}x{frame.height}): cut it into parts of one size"
+            )
+        kept = index >= select.start and (index - select.start) % select.step == 0
+        yield frame, kept
+        if kept:
+            n_kept += 1
+            if select.frames is not None and n_kept == select.frames:
+                break
+    _check_enough(source, select, n_decoded, n_kept)
 
 
 def _check_enough(source: str, select: FrameSelection, n_decoded: int, n_kept: int) -> None:

@@ -17,17 +17,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from cnervcodec.errors import BadInputError
 from cnervcodec.video_frames import frame_chw, frame_planes, native_planes_usable
-from cnervcodec.video_io import (
-    FrameSelection,
-    RawVideoSpec,
-    _check_enough,
-    _check_scale,
-    _decoded_frames,
-    _video_stream,
-    open_video,
-)
+from cnervcodec.video_io import FrameSelection, RawVideoSpec, _video_stream, open_video, selected_frames
 
 Planes = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -52,30 +43,15 @@ def stream_video(
     source, container, _ = open_video(path, raw, fps, select, scale, [])
     with container:
         stream = _video_stream(container, source)
-        source_size: tuple[int, int] | None = None
-        keep_planes = native_planes
-        n_decoded = n_kept = 0
-        for frame in _decoded_frames(container, stream, source):
-            index = n_decoded
-            n_decoded += 1
-            if source_size is None:
-                source_size = (frame.width, frame.height)
-                _check_scale(scale, source_size)
+        keep_planes: bool | None = None
+        for frame, kept in selected_frames(container, stream, source, select, scale):
+            if keep_planes is None:  # the first decoded frame decides, as in read_video
                 keep_planes = native_planes and native_planes_usable(frame)
-            elif (frame.width, frame.height) != source_size:
-                raise BadInputError(
-                    f"{source} changes size at frame {index} ({source_size[0]}x{source_size[1]} to "
-                    f"{frame.width}x{frame.height}): cut it into parts of one size"
-                )
-            if index < select.start or (index - select.start) % select.step:
+            if not kept:
                 continue
             keep_planes = keep_planes and native_planes_usable(frame)
             planes = frame_planes(frame, scale) if keep_planes else None
             yield _contiguous(frame_chw(frame, scale)), planes
-            n_kept += 1
-            if select.frames is not None and n_kept == select.frames:
-                break
-        _check_enough(source, select, n_decoded, n_kept)
 
 
 def _contiguous(chw: torch.Tensor) -> torch.Tensor:
