@@ -24,6 +24,7 @@ from cnervcodec.model import VideoNetwork
 
 MODEL_FORMAT = "cnervcodec.model"
 CHECKPOINT_FORMAT = "cnervcodec.checkpoint"
+BASELINE_FORMAT = "cnervcodec.baseline"  # a paper baseline (cnervcodec.baselines): its own config, weights, embeddings
 FORMAT_VERSION = "1"
 MAX_FILE_BYTES = 8 << 30
 NETWORK_PREFIX = "network."
