@@ -16,6 +16,7 @@ import click
 
 from cnervcodec import __version__
 from cnervcodec.atomic import atomic_write_bytes, check_writable
+from cnervcodec.cli.analyze import analyze_command
 from cnervcodec.cli.bdrate import bd_rate_command
 from cnervcodec.cli.codec import decode_command, encode_command, info_command
 from cnervcodec.cli.common import (
@@ -294,7 +295,7 @@ def format_metrics_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-for _command in (encode_command, decode_command, info_command, bd_rate_command, model_group):
+for _command in (encode_command, decode_command, info_command, bd_rate_command, model_group, analyze_command):
     cli.add_command(_command)
 
 
