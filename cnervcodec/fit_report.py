@@ -8,6 +8,7 @@ none: the caller hands it a decoded clip, and saves the model if it wants one.
 from __future__ import annotations
 
 from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import torch
 from cnervcodec.config import FitConfig, ModelConfig
 from cnervcodec.fit import CheckpointPolicy, FitInterrupted, FitProgress, FitResult, fit
 from cnervcodec.metrics import subset_quality
+from cnervcodec.embedding import block_projection, pad_replicate
 from cnervcodec.model import count_parameters, render
+
+ENCODE_SAMPLE_FRAMES = 32  # frames an encode-time measurement runs over
 
 
 def fit_clip(
@@ -48,26 +52,70 @@ def fit_report(result: FitResult, clip: Any, device: torch.device, size: str = "
     """What ``cnerv fit --json`` prints about a fit of ``clip``: network, recipe, speed, seen/unseen quality."""
     config = result.network.config
     decoded = render(result.network, result.inputs)
-    quality = subset_quality(clip.frames, decoded, {"seen": result.seen.cpu(), "unseen": result.unseen.cpu()})
-    seen, unseen = quality["seen"], quality["unseen"]
-    notes = list(clip.notes) + sorted({q.note for q in (seen, unseen) if q is not None and q.note})
-    return {
-        "arch": config.arch,
-        "size": size,
-        "params": config.decoder_param_count(),
-        "encoder_params": count_parameters(result.network.encoder),
-        "embedding_values_per_frame": config.embedding.values_per_frame if config.arch == "cnerv" else 0,
-        "grid": list(config.grid),
-        "epochs": result.config.epochs,
-        "steps": result.steps,
-        "fit_seconds": round(result.fit_seconds, 3),
-        "train_fps": round(result.train_fps, 2),
-        "device": str(device),
-        "input": {"path": clip.source, "frames": clip.n_frames, "width": clip.width, "height": clip.height,
-                  "fps": str(clip.fps)},
-        "seen": seen.to_dict(per_frame=False) if seen else None,
-        "unseen": unseen.to_dict(per_frame=False) if unseen else None,
-        "gap_psnr": round(seen.psnr - unseen.psnr, 3) if seen and unseen else None,
-        "model": None,
-        "notes": notes,
-    }
+    encoder = result.network.encoder
+    encode_ms = None
+    if encoder is not None:  # NeRV has no content encoder: a new frame needs training
+        padded = config.padded_size
+        encode_ms = encode_time_ms(lambda x: encoder(block_projection(x, config.embedding)), clip.frames,
+                                   lambda batch: padded_floats(batch, padded, device), device)
+    fields = network_fields(config.arch, size, config.decoder_param_count(), count_parameters(encoder),
+                            config.embedding.values_per_frame if config.arch == "cnerv" else 0, list(config.grid),
+                            encode_ms)
+    return fields | run_fields(result.config.epochs, result.steps, result.fit_seconds, result.train_fps, device, clip) \
+        | quality_fields(clip, decoded, result.seen, result.unseen)
+
+
+def network_fields(arch: str, size: str, decoder_params: int, encoder_params: int, values_per_frame: int,
+                   grid: list[int], encode_ms: float | None) -> dict[str, Any]:
+    """The report's description of a network: sizes (decoder, encoder, total), code length, encode time."""
+    return {"arch": arch, "size": size, "params": decoder_params, "encoder_params": encoder_params,
+            "total_params": decoder_params + encoder_params, "embedding_values_per_frame": values_per_frame,
+            "grid": grid, "encode_ms_per_frame": encode_ms}
+
+
+def run_fields(epochs: int, steps: int, fit_seconds: float, train_fps: float, device: torch.device,
+               clip: Any) -> dict[str, Any]:
+    """The report's description of the training run and its input."""
+    return {"epochs": epochs, "steps": steps, "fit_seconds": round(fit_seconds, 3), "train_fps": round(train_fps, 2),
+            "device": str(device),
+            "input": {"path": clip.source, "frames": clip.n_frames, "width": clip.width, "height": clip.height,
+                      "fps": str(clip.fps)}}
+
+
+def quality_fields(clip: Any, decoded: torch.Tensor, seen: torch.Tensor, unseen: torch.Tensor) -> dict[str, Any]:
+    """Seen and unseen quality of ``decoded`` against the clip's frames, their PSNR gap, and notes."""
+    quality = subset_quality(clip.frames, decoded, {"seen": seen.cpu(), "unseen": unseen.cpu()})
+    seen_q, unseen_q = quality["seen"], quality["unseen"]
+    notes = list(clip.notes) + sorted({q.note for q in (seen_q, unseen_q) if q is not None and q.note})
+    return {"seen": seen_q.to_dict(per_frame=False) if seen_q else None,
+            "unseen": unseen_q.to_dict(per_frame=False) if unseen_q else None,
+            "gap_psnr": round(seen_q.psnr - unseen_q.psnr, 3) if seen_q and unseen_q else None,
+            "model": None, "notes": notes}
+
+
+def padded_floats(batch_u8: torch.Tensor, padded_size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """uint8 frames -> [0, 1] floats on ``device``, replicate-padded: what an encoder reads."""
+    return pad_replicate(batch_u8.to(device).float().div_(255.0), padded_size)
+
+
+@torch.no_grad()
+def encode_time_ms(encode: Callable[[torch.Tensor], torch.Tensor], frames_u8: Any,
+                   prepare: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                   sample_frames: int = ENCODE_SAMPLE_FRAMES, batch: int = 8, repeats: int = 3) -> float:
+    """Milliseconds per frame of ``encode`` (pixels -> embedding), as the paper times encoding: the
+    forward pass alone, frames already decoded and on the device (``prepare`` runs outside the clock).
+    The best of ``repeats`` passes over up to ``sample_frames`` frames, after one warm-up batch."""
+    count = min(sample_frames, frames_u8.shape[0])
+    inputs = [prepare(frames_u8[i : min(i + batch, count)]) for i in range(0, count, batch)]
+    encode(inputs[0])
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for x in inputs:
+            encode(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return round(1000.0 * best / count, 4)

@@ -47,6 +47,8 @@ FORBIDDEN = {
     "cnervcodec.eval.curves": {"torch", "av", "click", "scipy", "cnervcodec.model", "cnervcodec.codec"},
     "cnervcodec.eval.anchors": {"click", "cnervcodec.model", "cnervcodec.fit", "cnervcodec.codec"},
     "cnervcodec.eval.": {"click", "scipy"},
+    "cnervcodec.baselines.config": {"torch", "numpy", "av", "click"},
+    "cnervcodec.baselines.": {"av", "click", "cnervcodec.codec", "cnervcodec.format", "cnervcodec.video_io"},
 }
 # Every module outside these places must not reach them: the CLI is imported by nothing else, and
 # evaluation is apart from the codec core.

@@ -32,14 +32,18 @@ from cnervcodec.cli.common import (
     size_help,
 )
 from cnervcodec.cli.model import model_group
+from cnervcodec.baselines.config import ARCH_ALIASES, BASELINE_ARCHS, default_lr
 from cnervcodec.config import SIZES, FitConfig, build_model_config, parse_grid
 from cnervcodec.errors import BadInputError, CnervError
+
+FIT_ARCHS = ["cnerv", "nerv", *BASELINE_ARCHS, *ARCH_ALIASES]
 
 EPILOG_FIT = """\b
 Examples:
   cnerv fit tests/data/carphone_qcif.mp4 --frames 30 --epochs 30 -o carphone.safetensors
   cnerv fit clip.mp4 --step 3 --scale 320x136 --holdout 5 --epochs 100 --json
   cnerv fit clip.mp4 --arch nerv --holdout 5        # the NeRV baseline at matched size
+  cnerv fit clip.mp4 --arch mlf --holdout 5 --json -o mlf.safetensors   # a table 8 baseline; cnerv analyze *.safetensors
   cnerv fit cars.yuv --video-size 320x240 --fps 30 -o cars.safetensors
   cnerv fit clip.mp4 -o m.safetensors --resume m.safetensors.ckpt   # continue after Ctrl-C
   cnerv fit a.mp4 b.mp4 --scale 320x180 -o domain.cnrvm   # a model for new clips: cnerv encode --model
@@ -67,12 +71,16 @@ def cli() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the fitted model: .cnrvm (for cnerv encode --model) or .safetensors (float, with embeddings).")
 @click.option("--bits", type=click.IntRange(1, 16), default=8, show_default=True, help="Decoder weight bits in a .cnrvm model.")
-@click.option("--arch", type=click.Choice(["cnerv", "nerv"]), default="cnerv", show_default=True, help="CNeRV, or the NeRV baseline at matched size.")
+@click.option("--arch", type=click.Choice(FIT_ARCHS), default="cnerv", show_default=True,
+              help="CNeRV, or a baseline of the paper at CNeRV's total size and code length: NeRV, the autoencoders "
+                   "(convae, convvae, convae-star = ConvAE*), pixel-wise INRs with a content code (siren, ffn, "
+                   "nerf-pe, mlf).")
 @click.option("--size", type=click.Choice(list(SIZES)), default="S", show_default=True, help=size_help())
 @click.option("--grid", default="auto", show_default=True, help="Embedding block grid ROWSxCOLS; auto: blocks of at most 240 px.")
 @click.option("--embed-dim", type=click.IntRange(1, 4096), default=None, help="Embedding values per block (d) [default: size preset].")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=1e-8, max=1.0), default=2e-3, show_default=True, help="Peak learning rate (Adam, warm-up then cosine).")
+@click.option("--lr", type=click.FloatRange(min=1e-8, max=1.0), default=None,
+              help="Peak learning rate (Adam, warm-up then cosine) [default: 2e-3; siren 5e-4, mlf 1e-3].")
 @click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True, help="Frames per step.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--holdout", type=click.IntRange(min=0), default=0, show_default=True, help="Keep 1 frame in every K out of training and report it as unseen (paper: 5). 0: off.")
@@ -86,7 +94,7 @@ def cli() -> None:
 @input_options
 def fit_command(input_paths: tuple[str, ...], output: Path | None, bits: int, arch: str, size: str, grid: str,
                 embed_dim: int | None,
-                epochs: int, lr: float, batch: int, seed: int, holdout: int, device: str, checkpoint: Path | None,
+                epochs: int, lr: float | None, batch: int, seed: int, holdout: int, device: str, checkpoint: Path | None,
                 checkpoint_every: float, resume: Path | None, overwrite: bool, as_json: bool, quiet: bool,
                 **input_kw: Any) -> None:
     """Fit a CNeRV (or NeRV) network to INPUT and report its reconstruction quality.
@@ -100,7 +108,18 @@ def fit_command(input_paths: tuple[str, ...], output: Path | None, bits: int, ar
     if output is not None:
         check_writable(output, overwrite, input_paths)
         if output.suffix == ".cnrvm" and arch != "cnerv":
-            raise click.UsageError("a .cnrvm model holds a CNeRV network: drop --arch nerv or write .safetensors")
+            raise click.UsageError(f"a .cnrvm model holds a CNeRV network: drop --arch {arch} or write .safetensors")
+    lr = default_lr(arch, FitConfig.lr) if lr is None else lr
+    if arch not in ("cnerv", "nerv"):
+        from cnervcodec.cli.baseline import fit_baseline_command
+
+        if resume is not None or checkpoint is not None:
+            raise click.UsageError(f"--arch {arch} keeps no checkpoint: drop --resume / --checkpoint")
+        fit_config = FitConfig(epochs=epochs, lr=lr, batch=batch, seed=seed, holdout=holdout)
+        report = fit_baseline_command(read_clips(input_paths, opts), arch, size, grid, embed_dim, fit_config,
+                                      choose_device(device), output, quiet)
+        emit(report, as_json, format_fit_report)
+        return
     ckpt_path = checkpoint or (output.with_name(output.name + ".ckpt") if output is not None else None)
     clip = read_clips(input_paths, opts)
     model_config = build_model_config(arch, size, clip.height, clip.width,
@@ -275,13 +294,16 @@ def _quality_line(name: str, q: dict[str, Any] | None) -> str:
 
 def format_fit_report(r: dict[str, Any]) -> str:
     lines = [
-        f"{r['arch']} size {r['size']}: {r['params']:,} decoder params, {r['embedding_values_per_frame']} embedding values/frame, "
+        f"{r['arch']} size {r['size']}: {r['params']:,} decoder + {r['encoder_params']:,} encoder params, "
+        f"{r['embedding_values_per_frame']} embedding values/frame, "
         f"{r['epochs']} epochs in {r['fit_seconds']:.1f} s ({r['train_fps']:.1f} frames/s on {r['device']})",
         _quality_line("seen", r["seen"]),
         _quality_line("unseen", r["unseen"]),
     ]
     if r["gap_psnr"] is not None:
         lines.append(f"  gap     {r['gap_psnr']:.2f} dB (seen - unseen PSNR)")
+    if r.get("encode_ms_per_frame") is not None:
+        lines.append(f"  encoder {r['encode_ms_per_frame']:.3f} ms a frame (forward pass, frames on the device)")
     if r.get("model"):
         sha = f" (SHA-256 {r['model_sha256']})" if r.get("model_sha256") else ""
         lines.append(f"  model written to {r['model']}{sha}")
