@@ -114,7 +114,7 @@ def test_codec_only_recipes_are_refused():
 
 def test_config_round_trips_and_refuses_unknown_fields():
     config, _ = matched_config("convae*", "S", H, W)
-    assert config.arch == "convae-star"
+    assert config.arch == "convae-star" and matched_config("nerf", "S", H, W)[0].arch == "nerf-pe"
     assert BaselineConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(BadInputError, match="unknown"):
         BaselineConfig.from_dict({**config.to_dict(), "extra": 1})

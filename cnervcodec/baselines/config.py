@@ -26,7 +26,7 @@ from cnervcodec.errors import BadInputError
 AUTOENCODERS = ("convae", "convvae", "convae-star")
 PIXEL_INRS = ("siren", "ffn", "nerf-pe", "mlf")
 BASELINE_ARCHS = AUTOENCODERS + PIXEL_INRS
-ARCH_ALIASES = {"convae*": "convae-star"}  # the paper's name for it (quote it in a shell)
+ARCH_ALIASES = {"convae*": "convae-star", "nerf": "nerf-pe"}  # the paper's names (quote convae* in a shell)
 
 # ConvAE* (paper: 12k embedding values against CNeRV's 480, a 1.9 M encoder against 47 M): its latent
 # is a feature map at 1/16 of the frame with this many times CNeRV's values, and a light encoder.

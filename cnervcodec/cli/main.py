@@ -74,7 +74,7 @@ def cli() -> None:
 @click.option("--arch", type=click.Choice(FIT_ARCHS), default="cnerv", show_default=True,
               help="CNeRV, or a baseline of the paper at CNeRV's total size and code length: NeRV, the autoencoders "
                    "(convae, convvae, convae-star = ConvAE*), pixel-wise INRs with a content code (siren, ffn, "
-                   "nerf-pe, mlf).")
+                   "nerf-pe = nerf, mlf).")
 @click.option("--size", type=click.Choice(list(SIZES)), default="S", show_default=True, help=size_help())
 @click.option("--grid", default="auto", show_default=True, help="Embedding block grid ROWSxCOLS; auto: blocks of at most 240 px.")
 @click.option("--embed-dim", type=click.IntRange(1, 4096), default=None, help="Embedding values per block (d) [default: size preset].")
