@@ -22,7 +22,7 @@ conditions, and a reading of whether the paper's ranking holds, computed from th
 frames ~12 times fewer pixels, so absolute PSNRs differ; the comparison is of rankings and gaps.
 
 Examples:
-  python benchmarks/paper.py                                        # ~40 min on a 2-core CPU
+  python benchmarks/paper.py                                        # about an hour on a 2-core CPU
   python benchmarks/paper.py --epochs 2 --frames 20 --md-out /tmp/p.md --json-out /tmp/p.json   # smoke run
   python benchmarks/paper.py --device cuda --scale 960x480 --size L --epochs 300 --md-out paper_cuda.md
 """
@@ -136,18 +136,22 @@ def run_fits(bench: gen.Bench, archs: list[str]) -> tuple[dict[str, dict[str, An
 # ---------------------------------------------------------------------------------------- tables
 
 
-def table_6(reports: dict[str, dict[str, Any]]) -> str:
+def table_6(by_size: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """CNeRV and NeRV at each --size fitted (``by_size``: size -> arch -> report)."""
     cells = []
-    for arch in ("nerv", "cnerv"):
-        if arch not in reports:
-            continue
-        r = reports[arch]
-        seen, unseen = r["seen"], r["unseen"]
-        ours = [f"{seen['psnr']:.2f}", f"{unseen['psnr']:.2f}", f"{r['gap_psnr']:.2f}", f"{seen['ms_ssim']:.4f}",
-                f"{unseen['ms_ssim']:.4f}"]
-        paper = [" / ".join(f"{PAPER_T6[size][arch][i]:g}" for size in PAPER_T6) for i in range(5)]
-        cells.append([LABELS[arch], f"{r['total_params']:,}"] + [f"{o} ({p})" for o, p in zip(ours, paper)])
-    header = ["method", "total params", "seen PSNR", "unseen PSNR", "gap dB", "seen MS-SSIM", "unseen MS-SSIM"]
+    for size, reports in by_size.items():
+        for arch in ("nerv", "cnerv"):
+            if arch not in reports:
+                continue
+            r = reports[arch]
+            seen, unseen = r["seen"], r["unseen"]
+            ours = [f"{seen['psnr']:.2f}", f"{unseen['psnr']:.2f}", f"{r['gap_psnr']:.2f}", f"{seen['ms_ssim']:.4f}",
+                    f"{unseen['ms_ssim']:.4f}"]
+            paper = [" / ".join(f"{PAPER_T6[name][arch][i]:g}" for name in PAPER_T6) for i in range(5)]
+            cells.append([LABELS[arch], size, f"{r['total_params']:,}", f"{r['fit_seconds']:.0f}"]
+                         + [f"{o} ({p})" for o, p in zip(ours, paper)])
+    header = ["method", "size", "total params", "fit s", "seen PSNR", "unseen PSNR", "gap dB", "seen MS-SSIM",
+              "unseen MS-SSIM"]
     return table("Table 6: CNeRV vs NeRV, seen and unseen frames; here (paper Bunny: Small / Medium)", header, cells)
 
 
@@ -253,6 +257,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument("--table6-sizes", nargs="*", default=["M"], choices=["S", "M", "L"],
+                        help="table 6: CNeRV and NeRV also fitted at these sizes (the paper's model-size rows) [M]")
     parser.add_argument("--nerv-budget-s", type=float, default=120.0, help="table 7: NeRV fine-tune limit, seconds [120]")
     parser.add_argument("--nerv-lr", type=float, default=5e-4, help="table 7: NeRV fine-tune lr, constant [5e-4]")
     parser.add_argument("--md-out", type=Path, default=ROOT / "benchmarks/results/paper_cpu.md")
@@ -273,6 +279,10 @@ def main() -> None:
     part_a = gen.part_a(bench) if both else None
     part_d = gen.part_d(bench) if "cnerv" in args.archs else {}
     analysis = analyze(embeddings)
+    by_size = {args.size: reports}
+    for size in [s for s in args.table6_sizes if s != args.size and both]:
+        sized = gen.Bench(argparse.Namespace(**{**vars(args), "size": size}), clip, device)
+        by_size[size] = {arch: fit_cnerv_nerv(sized, arch)[0] for arch in ("nerv", "cnerv")}
     load_end = os.getloadavg()
     conditions = (f"{Path(args.clip).name}, --step {args.step}, {clip.n_frames} frames {clip.width}x{clip.height}, "
                   f"--holdout {gen.HOLDOUT}, size {args.size}, {args.epochs} epochs, seed {args.seed}, {describe(device)}, "
@@ -280,7 +290,7 @@ def main() -> None:
                   f"{(time.monotonic() - start) / 60:.0f} min in all")
     parts = [f"# The paper's comparisons on this machine\n\n`python benchmarks/{Path(__file__).name} "
              f"{' '.join(sys.argv[1:])}`\n\n{conditions}. In each cell: this run (the paper's Bunny figure).\n",
-             table_6(reports)]
+             table_6(by_size)]
     if part_a and "skipped" not in part_a:
         parts.append(table_7(part_a))
     parts.append(table_8(reports))
@@ -288,7 +298,8 @@ def main() -> None:
         parts.append(table_15(part_d))
     parts += [table_21(analysis), reading(reports)]
     args.md_out.write_text("".join(parts))
-    report = {"argv": sys.argv[1:], "conditions": conditions, "fits": reports, "table_7": part_a, "table_15": part_d,
+    report = {"argv": sys.argv[1:], "conditions": conditions, "fits": reports, "table_6": by_size, "table_7": part_a,
+              "table_15": part_d,
               "analysis": analysis}
     args.json_out.write_text(json.dumps(report, indent=1, default=str))
     print("".join(parts))
