@@ -573,13 +573,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
+def open_bench(args: argparse.Namespace, step: int = 1) -> Bench:
+    """The options' threads, device and clip (--clip, --frames after every ``step``-th frame, --scale)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    clip = read_video(args.clip, select=FrameSelection(frames=args.frames), scale=args.scale)
-    bench = Bench(args, clip, device)
+    clip = read_video(args.clip, select=FrameSelection(frames=args.frames, step=step), scale=args.scale)
+    return Bench(args, clip, device)
+
+
+def main() -> None:
+    args = parse_args()
+    bench = open_bench(args)
+    clip, device = bench.clip, bench.device
     report: dict[str, Any] = {
         "clip": args.clip, "frames": clip.n_frames, "width": clip.width, "height": clip.height, "fps": str(clip.fps),
         "size": args.size, "epochs": args.epochs, "seed": args.seed, "device": describe(device),

@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import generalization as gen  # noqa: E402
-from fit_speed import describe, pick_device, print_table  # noqa: E402
+from fit_speed import describe, print_table  # noqa: E402
 
 from cnervcodec.baselines.config import BASELINE_ARCHS, default_lr  # noqa: E402
 from cnervcodec.baselines.networks import matched_config  # noqa: E402
@@ -53,7 +53,6 @@ from cnervcodec.embedding import index_encoding  # noqa: E402
 from cnervcodec.eval.embedding_analysis import LabeledEmbeddings, analyze  # noqa: E402
 from cnervcodec.fit import fitted_embeddings, holdout_split  # noqa: E402
 from cnervcodec.fit_report import fit_report  # noqa: E402
-from cnervcodec.video_io import FrameSelection, read_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("cnerv", "nerv", *BASELINE_ARCHS)
@@ -268,11 +267,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    clip = read_video(args.clip, select=FrameSelection(frames=args.frames, step=args.step), scale=args.scale)
-    bench = gen.Bench(args, clip, device)
+    bench = gen.open_bench(args, step=args.step)
+    clip, device = bench.clip, bench.device
     load_start, start = os.getloadavg(), time.monotonic()
     reports, embeddings = run_fits(bench, args.archs)
     both = "cnerv" in args.archs and "nerv" in args.archs

@@ -69,7 +69,8 @@ def analyze_command(paths: tuple[Path, ...], labels: tuple[str, ...], plot: Path
     NeRV's index encoding) or a paper baseline's file; all must cover the same frames. Seen and unseen
     frames follow each fit's own --holdout.
     """
-    from cnervcodec.eval.embedding_analysis import analyze, load_embeddings, plot_cka, require_matplotlib
+    from cnervcodec.eval.embedding_analysis import analyze, load_embeddings, plot_cka
+    from cnervcodec.eval.rdplot import require_matplotlib
 
     if labels and len(labels) != len(paths):
         raise click.UsageError(f"give one --label per file: {len(labels)} labels for {len(paths)} files")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from cnervcodec.errors import BadInputError, CheckpointError
+from cnervcodec.eval.rdplot import pyplot
 
 MAX_FRAMES = 1_000_000
 BLOCK_ELEMENTS = 1 << 22  # distances held at once by ``uniformity`` (32 MiB of float64)
@@ -204,27 +205,11 @@ def load_embeddings(path: str | Path, label: str | None = None) -> LabeledEmbedd
                              seen=seen, unseen=unseen)
 
 
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise BadInputError("--plot needs matplotlib: pip install matplotlib") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def require_matplotlib() -> None:
-    """Fail before reading the files, not after, when a plot cannot be drawn."""
-    _pyplot()
-
-
 def plot_cka(cka: dict[str, Any], path: Path, title: str = "linear CKA between embeddings") -> None:
     """``analyze``'s CKA matrix as a heatmap PNG (the paper's Figure 13), written atomically."""
     from cnervcodec.atomic import atomic_path
 
-    plt = _pyplot()
+    plt = pyplot()
     labels, matrix = cka["labels"], [[math.nan if v is None else v for v in row] for row in cka["matrix"]]
     side = 2.5 + 0.7 * len(labels)
     figure, axes = plt.subplots(figsize=(side + 1.0, side))

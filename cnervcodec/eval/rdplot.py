@@ -12,7 +12,8 @@ from cnervcodec.atomic import atomic_path
 from cnervcodec.errors import BadInputError
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, or a one-line error saying how to install it."""
     try:
         import matplotlib
     except ImportError:
@@ -25,7 +26,7 @@ def _pyplot():
 
 def require_matplotlib() -> None:
     """Fail before a long run, not after it, when ``--plot`` cannot be honoured."""
-    _pyplot()
+    pyplot()
 
 
 def plot_rd(
@@ -37,7 +38,7 @@ def plot_rd(
     x_label: str = "rate (bpp: file bytes x 8 / (frames x W x H))",
 ) -> None:
     """One line with markers per curve (legend text = the dict key), written atomically to ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(7.5, 5.0), dpi=120)
     try:
         for label, points in curves.items():
