@@ -97,10 +97,13 @@ def fit_command(input_paths: tuple[str, ...], output: Path | None, bits: int, ar
                 epochs: int, lr: float | None, batch: int, seed: int, holdout: int, device: str, checkpoint: Path | None,
                 checkpoint_every: float, resume: Path | None, overwrite: bool, as_json: bool, quiet: bool,
                 **input_kw: Any) -> None:
-    """Fit a CNeRV (or NeRV) network to INPUT and report its reconstruction quality.
+    """Fit a CNeRV network (or one of the paper's baselines, --arch) to INPUT and report its
+    reconstruction quality.
 
     With --holdout K, every K-th frame is kept out of training and reported as "unseen": CNeRV
-    encodes such frames from their content in one forward pass, NeRV can only guess from the index.
+    encodes such frames from their content in one forward pass, NeRV can only guess from the index;
+    the autoencoders and content-coded INRs encode them through their encoder. cnerv analyze compares
+    the embeddings of several fits (-o X.safetensors).
     """
     from cnervcodec.fit_report import fit_clip
 
