@@ -213,32 +213,58 @@ def table_21(analysis: dict[str, Any]) -> str:
                         ["CKA"] + labels, matrix)
 
 
+def ranking_line(name: str, values: dict[str, float], among: str) -> str:
+    order = sorted(values, key=values.get, reverse=True)
+    ranking = " > ".join(f"{LABELS[a]} {values[a]:.2f}" for a in order)
+    verdict = "holds" if order and order[0] == "cnerv" else "does not hold"
+    return f"- {name} PSNR, {among}: {ranking}. CNeRV best: {verdict}."
+
+
 def reading(reports: dict[str, dict[str, Any]]) -> str:
     """Whether the paper's ranking holds here, decided from the numbers: CNeRV best on seen and unseen
-    among the table 8 methods, pixel-wise INRs below every autoencoder, CNeRV's unseen above NeRV's."""
+    among the table 8 methods (all of equal total size; all but ConvAE* also of CNeRV's code length),
+    the pixel-wise INRs the worst, CNeRV's unseen PSNR above NeRV's with a smaller gap."""
     table8 = [a for a in reports if a != "nerv"]
-    seen = {a: reports[a]["seen"]["psnr"] for a in table8}
-    unseen = {a: reports[a]["unseen"]["psnr"] for a in table8}
+    same_code = [a for a in table8 if reports[a]["embedding_values_per_frame"] == reports.get("cnerv", {}).get(
+        "embedding_values_per_frame")]
     lines = ["\n### Reading (computed from the tables above)\n"]
-    for name, values in (("seen", seen), ("unseen", unseen)):
-        order = sorted(values, key=values.get, reverse=True)
-        ranking = " > ".join(f"{LABELS[a]} {values[a]:.2f}" for a in order)
-        verdict = "holds" if order and order[0] == "cnerv" else "does not hold"
-        lines.append(f"- {name} PSNR: {ranking}. CNeRV best among the table 8 methods: {verdict}.")
+    for name in ("seen", "unseen"):
+        values = {a: reports[a][name]["psnr"] for a in table8}
+        lines.append(ranking_line(name, values, "all table 8 methods (equal total size)"))
+        if len(same_code) < len(table8):
+            lines.append(ranking_line(name, {a: values[a] for a in same_code}, "those with CNeRV's code length "
+                                      "(without ConvAE*)"))
     inrs = [a for a in table8 if a in PIXEL_WISE]
-    autoencoders = [a for a in table8 if a not in PIXEL_WISE and a != "cnerv"]
-    if inrs and autoencoders:
-        for name, values in (("seen", seen), ("unseen", unseen)):
-            worst_ae, best_inr = min(values[a] for a in autoencoders), max(values[a] for a in inrs)
-            verdict = "holds" if best_inr < worst_ae else "does not hold"
-            lines.append(f"- pixel-wise INRs below every autoencoder on {name} PSNR (best INR {best_inr:.2f}, "
-                         f"worst autoencoder {worst_ae:.2f}): {verdict}.")
+    others = [a for a in table8 if a not in PIXEL_WISE]
+    for name in ("seen", "unseen") if inrs and others else ():
+        values = {a: reports[a][name]["psnr"] for a in table8}
+        bottom = sorted(table8, key=values.get)[: len(inrs)]
+        worst_other, best_inr = min(values[a] for a in others), max(values[a] for a in inrs)
+        verdict = "holds" if best_inr < worst_other else (
+            f"does not hold: the bottom {len(inrs)} are {', '.join(LABELS[a] for a in bottom)}")
+        lines.append(f"- pixel-wise INRs the worst on {name} PSNR (best INR {best_inr:.2f}, worst other method "
+                     f"{worst_other:.2f} dB): {verdict}.")
     if "nerv" in reports and "cnerv" in reports:
         c, n = reports["cnerv"], reports["nerv"]
+        holds = c["unseen"]["psnr"] > n["unseen"]["psnr"] and c["gap_psnr"] < n["gap_psnr"]
         lines.append(f"- CNeRV vs NeRV: unseen {c['unseen']['psnr']:.2f} vs {n['unseen']['psnr']:.2f} dB, gap "
                      f"{c['gap_psnr']:.2f} vs {n['gap_psnr']:.2f} dB (paper: CNeRV's unseen higher, its gap smaller): "
-                     f"{'holds' if c['unseen']['psnr'] > n['unseen']['psnr'] and c['gap_psnr'] < n['gap_psnr'] else 'does not hold'}.")
+                     f"{'holds' if holds else 'does not hold'}.")
     return "\n".join(lines) + "\n"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The whole results page from the run's JSON (also what --render rebuilds without fitting again)."""
+    parts = [f"# The paper's comparisons on this machine\n\n`python benchmarks/{Path(__file__).name} "
+             f"{' '.join(report['argv'])}`\n\n{report['conditions']}. In each cell: this run (the paper's Bunny "
+             "figure).\n", table_6(report["table_6"])]
+    if report["table_7"] and "skipped" not in report["table_7"]:
+        parts.append(table_7(report["table_7"]))
+    parts.append(table_8(report["fits"]))
+    if report["table_15"].get("rows"):
+        parts.append(table_15(report["table_15"]))
+    parts += [table_21(report["analysis"]), reading(report["fits"])]
+    return "".join(parts)
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -260,6 +286,8 @@ def parse_args() -> argparse.Namespace:
                         help="table 6: CNeRV and NeRV also fitted at these sizes (the paper's model-size rows) [M]")
     parser.add_argument("--nerv-budget-s", type=float, default=120.0, help="table 7: NeRV fine-tune limit, seconds [120]")
     parser.add_argument("--nerv-lr", type=float, default=5e-4, help="table 7: NeRV fine-tune lr, constant [5e-4]")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="rebuild --md-out from a run's --json-out, fitting nothing")
     parser.add_argument("--md-out", type=Path, default=ROOT / "benchmarks/results/paper_cpu.md")
     parser.add_argument("--json-out", type=Path, default=ROOT / "benchmarks/results/paper_cpu.json")
     return parser.parse_args()
@@ -267,6 +295,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.render is not None:
+        args.md_out.write_text(markdown(json.loads(args.render.read_text())))
+        return
     bench = gen.open_bench(args, step=args.step)
     clip, device = bench.clip, bench.device
     load_start, start = os.getloadavg(), time.monotonic()
@@ -284,21 +315,11 @@ def main() -> None:
                   f"--holdout {gen.HOLDOUT}, size {args.size}, {args.epochs} epochs, seed {args.seed}, {describe(device)}, "
                   f"torch {torch.__version__}, 1-min load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end, "
                   f"{(time.monotonic() - start) / 60:.0f} min in all")
-    parts = [f"# The paper's comparisons on this machine\n\n`python benchmarks/{Path(__file__).name} "
-             f"{' '.join(sys.argv[1:])}`\n\n{conditions}. In each cell: this run (the paper's Bunny figure).\n",
-             table_6(by_size)]
-    if part_a and "skipped" not in part_a:
-        parts.append(table_7(part_a))
-    parts.append(table_8(reports))
-    if part_d.get("rows"):
-        parts.append(table_15(part_d))
-    parts += [table_21(analysis), reading(reports)]
-    args.md_out.write_text("".join(parts))
     report = {"argv": sys.argv[1:], "conditions": conditions, "fits": reports, "table_6": by_size, "table_7": part_a,
-              "table_15": part_d,
-              "analysis": analysis}
+              "table_15": part_d, "analysis": analysis}
     args.json_out.write_text(json.dumps(report, indent=1, default=str))
-    print("".join(parts))
+    args.md_out.write_text(markdown(report))
+    print(markdown(report))
 
 
 if __name__ == "__main__":
