@@ -50,8 +50,9 @@ from cnervcodec.baselines.networks import matched_config  # noqa: E402
 from cnervcodec.baselines.report import baseline_report  # noqa: E402
 from cnervcodec.baselines.train import baseline_codes, fit_baseline  # noqa: E402
 from cnervcodec.embedding import index_encoding  # noqa: E402
-from cnervcodec.eval.embedding_analysis import LabeledEmbeddings, analyze  # noqa: E402
+from cnervcodec.eval.embedding_analysis import LabeledEmbeddings, analyze, plot_cka  # noqa: E402
 from cnervcodec.fit import fitted_embeddings, holdout_split  # noqa: E402
+from cnervcodec.errors import BadInputError  # noqa: E402
 from cnervcodec.fit_report import fit_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,15 +289,30 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--nerv-lr", type=float, default=5e-4, help="table 7: NeRV fine-tune lr, constant [5e-4]")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="rebuild --md-out from a run's --json-out, fitting nothing")
+    parser.add_argument("--plot-out", type=Path, default=ROOT / "benchmarks/results/paper_cka_cpu.png",
+                        help="the CKA heatmap PNG (needs matplotlib) [benchmarks/results/paper_cka_cpu.png]")
     parser.add_argument("--md-out", type=Path, default=ROOT / "benchmarks/results/paper_cpu.md")
     parser.add_argument("--json-out", type=Path, default=ROOT / "benchmarks/results/paper_cpu.json")
     return parser.parse_args()
 
 
+def write_outputs(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """The Markdown page and, with --plot-out, the CKA heatmap (skipped with a note without matplotlib)."""
+    page = markdown(report)
+    if args.plot_out is not None:
+        try:
+            plot_cka(report["analysis"]["cka"], args.plot_out, title=f"linear CKA between embeddings ({report['conditions'].split(',')[0]})")
+            page += f"\n![linear CKA between the methods' embeddings]({args.plot_out.name})\n"
+        except BadInputError as exc:
+            log({"plot": str(exc)})
+    args.md_out.write_text(page)
+    print(page)
+
+
 def main() -> None:
     args = parse_args()
     if args.render is not None:
-        args.md_out.write_text(markdown(json.loads(args.render.read_text())))
+        write_outputs(json.loads(args.render.read_text()), args)
         return
     bench = gen.open_bench(args, step=args.step)
     clip, device = bench.clip, bench.device
@@ -318,8 +334,7 @@ def main() -> None:
     report = {"argv": sys.argv[1:], "conditions": conditions, "fits": reports, "table_6": by_size, "table_7": part_a,
               "table_15": part_d, "analysis": analysis}
     args.json_out.write_text(json.dumps(report, indent=1, default=str))
-    args.md_out.write_text(markdown(report))
-    print(markdown(report))
+    write_outputs(report, args)
 
 
 if __name__ == "__main__":
