@@ -142,6 +142,21 @@ def test_cli_fits_a_baseline_with_holdout_json_and_a_file(tmp_path):
     assert json.loads(analyzed.stdout)["methods"][0]["arch"] == "convae"
 
 
+@pytest.mark.parametrize("arch", ["cnerv", "nerv", *BASELINE_ARCHS, "convae*", "nerf"])
+def test_every_table_8_arch_runs_through_cnerv_fit_with_holdout_and_json(tmp_path, arch):
+    from conftest import write_y4m
+
+    clip = tmp_path / "clip.y4m"
+    write_y4m(clip, moving_scene(10, H, W), W, H)
+    out = cnerv("fit", str(clip), "--arch", arch, "--holdout", "5", "--epochs", "1", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["arch"] == {"convae*": "convae-star", "nerf": "nerf-pe"}.get(arch, arch)
+    assert report["seen"]["frames"] == 8 and report["unseen"]["frames"] == 2 and report["gap_psnr"] is not None
+    assert report["total_params"] == report["params"] + report["encoder_params"]
+    assert (report["encode_ms_per_frame"] is None) == (arch == "nerv")
+
+
 def test_cli_refuses_what_a_baseline_cannot_do(tmp_path):
     from conftest import write_y4m
 

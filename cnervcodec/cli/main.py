@@ -16,6 +16,7 @@ import click
 
 from cnervcodec import __version__
 from cnervcodec.atomic import atomic_write_bytes, check_writable
+from cnervcodec.baselines.config import ARCH_ALIASES, BASELINE_ARCHS, default_lr
 from cnervcodec.cli.analyze import analyze_command
 from cnervcodec.cli.bdrate import bd_rate_command
 from cnervcodec.cli.codec import decode_command, encode_command, info_command
@@ -32,7 +33,6 @@ from cnervcodec.cli.common import (
     size_help,
 )
 from cnervcodec.cli.model import model_group
-from cnervcodec.baselines.config import ARCH_ALIASES, BASELINE_ARCHS, default_lr
 from cnervcodec.config import SIZES, FitConfig, build_model_config, parse_grid
 from cnervcodec.errors import BadInputError, CnervError
 
