@@ -49,6 +49,7 @@ from cnervcodec.baselines.config import BASELINE_ARCHS, default_lr  # noqa: E402
 from cnervcodec.baselines.networks import matched_config  # noqa: E402
 from cnervcodec.baselines.report import baseline_report  # noqa: E402
 from cnervcodec.baselines.train import baseline_codes, fit_baseline  # noqa: E402
+from cnervcodec.config import FitConfig  # noqa: E402
 from cnervcodec.embedding import index_encoding  # noqa: E402
 from cnervcodec.eval.embedding_analysis import LabeledEmbeddings, analyze, plot_cka  # noqa: E402
 from cnervcodec.fit import fitted_embeddings, holdout_split  # noqa: E402
@@ -113,7 +114,7 @@ def fit_other(bench: gen.Bench, arch: str) -> tuple[dict[str, Any], torch.Tensor
     """A baseline fitted with the same recipe as CNeRV (its own default learning rate), report and codes."""
     args, clip = bench.args, bench.clip
     config, _ = matched_config(arch, args.size, clip.height, clip.width)
-    recipe = bench.fit_config(holdout=gen.HOLDOUT, lr=default_lr(arch, bench.fit_config().lr))
+    recipe = bench.fit_config(holdout=gen.HOLDOUT, lr=default_lr(arch, FitConfig.lr))
     fitted = fit_baseline(clip.frames, config, recipe, bench.device)
     report = baseline_report(fitted, clip, bench.device, args.size)
     return report, baseline_codes(fitted, bench.device)
@@ -121,12 +122,12 @@ def fit_other(bench: gen.Bench, arch: str) -> tuple[dict[str, Any], torch.Tensor
 
 def run_fits(bench: gen.Bench, archs: list[str]) -> tuple[dict[str, dict[str, Any]], list[LabeledEmbeddings]]:
     reports, embeddings = {}, []
+    seen, unseen = holdout_split(bench.clip.n_frames, gen.HOLDOUT)
     for arch in archs:
         start = time.monotonic()
         report, codes = (fit_cnerv_nerv if arch in ("cnerv", "nerv") else fit_other)(bench, arch)
         report["wall_seconds"] = round(time.monotonic() - start, 1)
         reports[arch] = report
-        seen, unseen = holdout_split(bench.clip.n_frames, gen.HOLDOUT)
         embeddings.append(LabeledEmbeddings(LABELS[arch], arch, codes.flatten(1).double(), seen, unseen))
         log({"arch": arch, "seen_psnr": report["seen"]["psnr"], "unseen_psnr": report["unseen"]["psnr"],
              "fit_seconds": report["fit_seconds"], "encode_ms_per_frame": report["encode_ms_per_frame"]})

@@ -44,6 +44,11 @@ def pad_replicate(frames: torch.Tensor, padded_size: tuple[int, int]) -> torch.T
     return F.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")
 
 
+def padded_floats(batch_u8: torch.Tensor, padded_size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """uint8 frames -> [0, 1] floats on ``device``, replicate-padded to ``padded_size``: what an encoder reads."""
+    return pad_replicate(batch_u8.to(device).float().div_(255.0), padded_size)
+
+
 def block_projection(frames: torch.Tensor, config: EmbeddingConfig) -> torch.Tensor:
     """Raw content-adaptive embedding of padded frames: (B, 3, H, W) float in [0, 1] -> (B, raw_dim, n_h, n_w).
 
@@ -139,6 +144,6 @@ def network_inputs(
         return frame_times(torch.arange(n_frames, device=frames_u8.device), n_frames)
     chunks = []
     for start in range(0, n_frames, batch):
-        chunk = frames_u8[start : start + batch].float().div_(255.0)
-        chunks.append(block_projection(pad_replicate(chunk, padded_size), config))
+        chunk = padded_floats(frames_u8[start : start + batch], padded_size, frames_u8.device)
+        chunks.append(block_projection(chunk, config))
     return torch.cat(chunks)

@@ -17,7 +17,7 @@ import torch
 from cnervcodec.config import FitConfig, ModelConfig
 from cnervcodec.fit import CheckpointPolicy, FitInterrupted, FitProgress, FitResult, fit
 from cnervcodec.metrics import subset_quality
-from cnervcodec.embedding import block_projection, pad_replicate
+from cnervcodec.embedding import block_projection, padded_floats
 from cnervcodec.model import count_parameters, render
 
 ENCODE_SAMPLE_FRAMES = 32  # frames an encode-time measurement runs over
@@ -91,11 +91,6 @@ def quality_fields(clip: Any, decoded: torch.Tensor, seen: torch.Tensor, unseen:
             "unseen": unseen_q.to_dict(per_frame=False) if unseen_q else None,
             "gap_psnr": round(seen_q.psnr - unseen_q.psnr, 3) if seen_q and unseen_q else None,
             "model": None, "notes": notes}
-
-
-def padded_floats(batch_u8: torch.Tensor, padded_size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    """uint8 frames -> [0, 1] floats on ``device``, replicate-padded: what an encoder reads."""
-    return pad_replicate(batch_u8.to(device).float().div_(255.0), padded_size)
 
 
 @torch.no_grad()

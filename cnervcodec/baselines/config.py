@@ -9,6 +9,7 @@ hold as many parameters as CNeRV's encoder + decoder at the same ``--size``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from cnervcodec.config import (
@@ -79,7 +80,7 @@ class BaselineConfig:
         _check_int("pe_freqs", self.pe_freqs, 1, 32)
         _check_int("train_pixels", self.train_pixels, 1, 1 << 24)
 
-    @property
+    @cached_property
     def geometry(self) -> ModelConfig:
         """CNeRV's config for the same frames and grid: padding, block size, the 1/16 cube size, and (for
         the autoencoders) the decoder, which is CNeRV's decoder at ``dec_widths``."""
@@ -157,10 +158,10 @@ def base_config(arch: str, size: str, height: int, width: int, grid: tuple[int, 
     return config, cnerv
 
 
-def with_scale(config: BaselineConfig, base: BaselineConfig, factor: float, encoder_factor: float) -> BaselineConfig:
+def with_scale(base: BaselineConfig, factor: float, encoder_factor: float) -> BaselineConfig:
     """``base`` with its decoder (or MLP) widths times ``factor`` and its encoder widths times ``encoder_factor``."""
-    if config.arch in AUTOENCODERS:
-        return replace(config, enc_widths=scaled(base.enc_widths, encoder_factor),
+    if base.arch in AUTOENCODERS:
+        return replace(base, enc_widths=scaled(base.enc_widths, encoder_factor),
                        dec_widths=scaled(base.dec_widths, factor))
-    return replace(config, enc_widths=scaled(base.enc_widths, encoder_factor),
+    return replace(base, enc_widths=scaled(base.enc_widths, encoder_factor),
                    hidden=min(MAX_INR_HIDDEN, max(1, round(base.hidden * factor))))

@@ -77,6 +77,8 @@ class CoordinateFeatures(nn.Module):
             gaussian = torch.randn(config.fourier_features, 2, generator=generator) * config.fourier_sigma
             self.register_buffer("fourier_matrix", gaussian)
         self.pe_freqs = config.pe_freqs
+        if self.arch == "nerf-pe":  # pi 2^l, fixed: computed once, not saved (the config says it)
+            self.register_buffer("pe_rad", math.pi * 2.0 ** torch.arange(config.pe_freqs), persistent=False)
 
     @property
     def width(self) -> int:
@@ -91,7 +93,7 @@ class CoordinateFeatures(nn.Module):
             angles = 2.0 * math.pi * coords @ self.fourier_matrix.T
             return torch.cat((angles.sin(), angles.cos()), dim=-1)
         if self.arch == "nerf-pe":
-            angles = (coords[..., None] * (math.pi * 2.0 ** torch.arange(self.pe_freqs, device=coords.device))).flatten(-2)
+            angles = (coords[..., None] * self.pe_rad).flatten(-2)
             return torch.cat((coords, angles.sin(), angles.cos()), dim=-1)
         return coords
 

@@ -69,12 +69,11 @@ def matched_config(arch: str, size: str, height: int, width: int, grid: tuple[in
 
     autoencoder = base if base.arch in ("convae", "convvae") else replace(
         base, arch="convae", embed_dim=cnerv.embedding.dim, dec_widths=cnerv.widths, hidden=0)
-    ae_factor = _solve(lambda f: total(with_scale(autoencoder, autoencoder, f, f)), target)
+    ae_factor = _solve(lambda f: total(with_scale(autoencoder, f, f)), target)
     if base.arch in ("convae", "convvae"):
-        return with_scale(base, base, ae_factor, ae_factor), cnerv
+        return with_scale(base, ae_factor, ae_factor), cnerv
     if base.arch in AUTOENCODERS:  # ConvAE*
-        factor = _solve(lambda f: total(with_scale(base, base, f, STAR_ENCODER_FRACTION)), target)
-        return with_scale(base, base, factor, STAR_ENCODER_FRACTION), cnerv
-    encoder_only = with_scale(base, base, 1.0, ae_factor)
-    factor = _solve(lambda f: total(with_scale(encoder_only, base, f, ae_factor)), target, low=MIN_INR_HIDDEN / base.hidden)
-    return with_scale(encoder_only, base, factor, ae_factor), cnerv
+        factor = _solve(lambda f: total(with_scale(base, f, STAR_ENCODER_FRACTION)), target)
+        return with_scale(base, factor, STAR_ENCODER_FRACTION), cnerv
+    factor = _solve(lambda f: total(with_scale(base, f, ae_factor)), target, low=MIN_INR_HIDDEN / base.hidden)
+    return with_scale(base, factor, ae_factor), cnerv

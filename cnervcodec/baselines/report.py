@@ -12,8 +12,9 @@ import torch
 
 from cnervcodec.baselines.config import BaselineConfig
 from cnervcodec.baselines.networks import parameter_counts
-from cnervcodec.baselines.train import BaselineFit, baseline_codes, baseline_render, fit_baseline, network_frames
+from cnervcodec.baselines.train import BaselineFit, baseline_codes, baseline_render, fit_baseline
 from cnervcodec.config import FitConfig
+from cnervcodec.embedding import padded_floats
 from cnervcodec.fit import FitProgress
 from cnervcodec.fit_report import encode_time_ms, network_fields, quality_fields, run_fields
 from cnervcodec.safetensors_files import BASELINE_FORMAT, FORMAT_VERSION, atomic_save
@@ -30,7 +31,8 @@ def fit_baseline_clip(clip: Any, config: BaselineConfig, fit_config: FitConfig, 
 def baseline_report(fit: BaselineFit, clip: Any, device: torch.device, size: str = "") -> dict[str, Any]:
     """``cnerv fit --json``'s fields for a baseline, plus its widths (``baseline`` holds the whole config)."""
     encoder_params, decoder_params = parameter_counts(fit.config)
-    encode_ms = encode_time_ms(fit.network.encode, fit.frames, lambda b: network_frames(b, fit.config, device), device)
+    padded = fit.config.geometry.padded_size
+    encode_ms = encode_time_ms(fit.network.encode, fit.frames, lambda b: padded_floats(b, padded, device), device)
     fields = network_fields(fit.config.arch, size, decoder_params, encoder_params,
                             fit.config.embedding_values_per_frame, list(fit.config.grid), encode_ms)
     decoded = baseline_render(fit, device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from torch import nn
 from cnervcodec.baselines.config import AUTOENCODERS, BaselineConfig
 from cnervcodec.baselines.networks import build_baseline
 from cnervcodec.config import FitConfig
-from cnervcodec.embedding import pad_replicate
+from cnervcodec.embedding import pad_replicate, padded_floats
 from cnervcodec.errors import BadInputError
 from cnervcodec.fit import FitInterrupted, FitProgress, holdout_split, lr_at
 from cnervcodec.frame_store import materialize
@@ -43,17 +43,11 @@ class BaselineFit:
     fit_seconds: float
     train_frames: int
     steps: int
+    codes: torch.Tensor | None = field(default=None, repr=False)  # ``baseline_codes``, once computed
 
     @property
     def train_fps(self) -> float:
         return self.train_frames / self.fit_seconds if self.fit_seconds > 0 else 0.0
-
-
-def network_frames(frames_u8: torch.Tensor, config: BaselineConfig, device: torch.device) -> torch.Tensor:
-    """uint8 frames (B, 3, H, W) -> what a baseline's encoder reads: [0, 1] floats on ``device``,
-    replicate-padded to CNeRV's padded size (the same padding CNeRV's projection sees)."""
-    frames = frames_u8.to(device, non_blocking=True).float().div_(255.0)
-    return pad_replicate(frames, config.geometry.padded_size)
 
 
 def seeded_baseline(config: BaselineConfig, seed: int) -> nn.Module:
@@ -68,15 +62,16 @@ def batch_loss(network: nn.Module, batch_u8: torch.Tensor, fit_config: FitConfig
     """(loss, per-frame MSE of what was predicted) for one batch of uint8 frames."""
     config = network.config
     target = batch_u8.to(device).float().div_(255.0)
+    inputs = pad_replicate(target, config.geometry.padded_size)  # CNeRV's padding; the encoder makes a new tensor
     if config.arch in AUTOENCODERS:
-        pred, extra = network.train_forward(network_frames(batch_u8, config, device), generator)
+        pred, extra = network.train_forward(inputs, generator)
         pred = pred.float()
         if fit_config.loss == "mse":
             loss = (pred - target).square().mean()
         else:
             loss = l1_ssim_loss(pred, target, fit_config.l1_weight)
         return loss + extra, (pred.detach() - target).square().mean(dim=(1, 2, 3))
-    pred, pixels = network.train_forward(network_frames(batch_u8, config, device), generator)
+    pred, pixels = network.train_forward(inputs, generator)
     target_pixels = target.flatten(2)[:, :, pixels].transpose(1, 2)  # (B, P, 3)
     error = (pred.float() - target_pixels).square()
     return error.mean(), error.detach().mean(dim=(1, 2))
@@ -102,7 +97,8 @@ def fit_baseline(frames_u8, config: BaselineConfig, fit_config: FitConfig, devic
     step = train_frames = 0
     for epoch in range(1, fit_config.epochs + 1):
         order = seen[torch.randperm(len(seen), generator=generator)]
-        loss_sum = psnr_sum = 0.0
+        # summed on the device and read only when reported: no host sync on every step (CUDA)
+        loss_sum, psnr_sum = torch.zeros((), device=device), torch.zeros((), device=device)
         for position in range(steps_per_epoch):
             if should_stop():
                 raise FitInterrupted("fit interrupted (a baseline fit keeps no checkpoint)", None)
@@ -116,14 +112,14 @@ def fit_baseline(frames_u8, config: BaselineConfig, fit_config: FitConfig, devic
             optimizer.step()
             step += 1
             train_frames += len(indices)
-            loss_sum += float(loss.detach())
-            psnr_sum += float((-10.0 * torch.log10(mse.clamp_min(1e-10))).mean())
+            loss_sum += loss.detach().float()
+            psnr_sum += (-10.0 * torch.log10(mse.clamp_min(1e-10))).mean()
             now = time.monotonic()
             if progress is not None and (position == steps_per_epoch - 1 or now - last_report >= PROGRESS_INTERVAL_S):
                 last_report = now
                 rate = train_frames / max(1e-9, now - start)
                 progress(FitProgress(epoch=epoch, epochs=fit_config.epochs, step=step, total_steps=total_steps,
-                                     loss=loss_sum / (position + 1), psnr_db=psnr_sum / (position + 1),
+                                     loss=loss_sum.item() / (position + 1), psnr_db=psnr_sum.item() / (position + 1),
                                      frames_per_s=rate, eta_s=(total_steps - step) * fit_config.batch / rate))
     network.eval()
     return BaselineFit(network=network, config=config, fit_config=fit_config, frames=frames, seen=seen,
@@ -132,17 +128,19 @@ def fit_baseline(frames_u8, config: BaselineConfig, fit_config: FitConfig, devic
 
 @torch.no_grad()
 def baseline_codes(fit: BaselineFit, device: torch.device, batch: int = 8) -> torch.Tensor:
-    """Every frame's code (the embedding, ConvVAE's mean), float32 on the CPU: (T, c, rows, cols)."""
-    return torch.cat([fit.network.encode(network_frames(fit.frames[i : i + batch], fit.config, device)).float().cpu()
-                      for i in range(0, fit.frames.shape[0], batch)])
+    """Every frame's code (the embedding, ConvVAE's mean), float32 on the CPU: (T, c, rows, cols); computed
+    once per fit (the report's frames, the file and the analysis all use them)."""
+    if fit.codes is None:
+        padded = fit.config.geometry.padded_size
+        fit.codes = torch.cat([fit.network.encode(padded_floats(fit.frames[i : i + batch], padded, device)).float().cpu()
+                               for i in range(0, fit.frames.shape[0], batch)])
+    return fit.codes
 
 
 @torch.no_grad()
 def baseline_render(fit: BaselineFit, device: torch.device, batch: int = 8) -> torch.Tensor:
     """Every frame rebuilt from its own code: (T, 3, H, W) uint8 on the CPU (unseen frames included:
     the encoder codes them from their pixels, as CNeRV's does)."""
-    out = []
-    for i in range(0, fit.frames.shape[0], batch):
-        code = fit.network.encode(network_frames(fit.frames[i : i + batch], fit.config, device))
-        out.append(to_u8(fit.network.decode(code).float()).cpu())
-    return torch.cat(out)
+    codes = baseline_codes(fit, device, batch)
+    return torch.cat([to_u8(fit.network.decode(codes[i : i + batch].to(device)).float()).cpu()
+                      for i in range(0, codes.shape[0], batch)])
