@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 
 from cnervcodec.config import EmbeddingConfig
-from cnervcodec.embedding import block_projection, frame_times, network_inputs, pad_replicate
+from cnervcodec.embedding import block_projection, frame_times, network_inputs, padded_floats
 from cnervcodec.frame_store import STREAM_BATCH_FRAMES, HeapTrimmer, batches, is_store
 
 PROJECTION_CHUNK_FRAMES = 16  # network_inputs' own batch: the same chunks give the same float values
@@ -51,8 +51,8 @@ class StreamedInputs:
             self._chunks.move_to_end(number)
             return self._chunks[number]
         start = number * PROJECTION_CHUNK_FRAMES
-        chunk = to_device(self.frames[start : start + PROJECTION_CHUNK_FRAMES], self.device).float().div_(255.0)
-        projected = block_projection(pad_replicate(chunk, self.padded_size), self.config)
+        chunk = to_device(self.frames[start : start + PROJECTION_CHUNK_FRAMES], self.device)  # pinned on CUDA
+        projected = block_projection(padded_floats(chunk, self.padded_size, self.device), self.config)
         self._chunks[number] = projected
         self._trimmer.add(projected.numel() * projected.element_size())
         if len(self._chunks) > CACHED_CHUNKS:
