@@ -31,7 +31,10 @@ def test_odd_sizes_pad_and_crop_exactly(height, width, grid):
     inputs = network_inputs("cnerv", cfg.embedding, cfg.padded_size, frames)
     out = render(net, inputs, batch=2)
     assert out.shape == frames.shape and out.dtype == torch.uint8
-    padded = net.decoder(net.latent_for(inputs))
+    # decoded in render's own batches of 2: a convolution's float results can depend on the batch size
+    # (measured: 2 random networks in 300 differ by one 8-bit level between batches of 2 and of 3)
+    with torch.no_grad():
+        padded = torch.cat([net.decoder(net.latent_for(inputs[i : i + 2])) for i in range(0, len(inputs), 2)])
     assert padded.shape[-2:] == cfg.padded_size
     # the crop is the top-left corner of the padded output, nothing resampled
     expected = padded[..., :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
